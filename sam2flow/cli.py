@@ -1,0 +1,193 @@
+"""The ``sam2flow`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from sam2flow.config import ConfigError, PipelineConfig, load_config
+
+app = typer.Typer(
+    help="Segment and track every object of long videos: YOLO finds them, SAM2 tracks them, Prefect runs it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ckpt_app = typer.Typer(help="List, download or generate model checkpoints.", no_args_is_help=True)
+app.add_typer(ckpt_app, name="checkpoints")
+
+log = logging.getLogger("sam2flow")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config (see configs/). Built-in defaults when omitted.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config value, e.g. --set chunking.length=64 (repeatable)."),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sam2flow.io.checkpoints import CheckpointError
+    from sam2flow.io.video import VideoError
+    from sam2flow.models.detector import DetectorError
+
+    return (ConfigError, CheckpointError, VideoError, DetectorError, FileNotFoundError)
+
+
+def _preflight(video: str, cfg: PipelineConfig) -> None:
+    """Fail in seconds, before any flow starts, on a missing input or checkpoint."""
+    from sam2flow.io import checkpoints, storage
+    from sam2flow.io.video import probe
+
+    if not storage.exists(video):
+        _fail(f"input video {video} does not exist")
+    if not storage.is_remote(video):
+        probe(video)
+    checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
+    if cfg.detector.enabled:
+        checkpoints.resolve(cfg.detector.model, "yolo")
+
+
+@app.command()
+def run(
+    video: Annotated[str, typer.Argument(help="Input video: a local path or an fsspec URI (s3://…, gs://…).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder or URI; results go to OUT/<video_id>/.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Process one video with the process_video Prefect flow (no server needed: Prefect's ephemeral mode).
+
+    Writes masks.parquet, tracks.parquet, annotated.mp4, manifest.json and, last, _SUCCESS under OUT/<video_id>/.
+    Progress is logged per subsequence and overall, on the terminal and in the Prefect run logs.
+    """
+    _setup_logging(verbose)
+    cfg = _load(config, set_)
+    errors = _user_errors()
+    try:
+        _preflight(video, cfg)
+    except errors as exc:
+        _fail(str(exc))
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.process_video import process_video
+
+    t0 = time.perf_counter()
+    try:
+        out_dir = process_video(video=video, out=out, config=cfg)
+    except errors as exc:
+        _fail(str(exc))
+    typer.secho(f"done in {time.perf_counter() - t0:.1f}s: {out_dir}", fg=typer.colors.GREEN)
+
+
+@app.command()
+def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> None:
+    """Print what ffprobe says about a video (frames, size, fps) as JSON."""
+    from sam2flow.io.video import VideoError
+    from sam2flow.io.video import probe as probe_video
+
+    try:
+        typer.echo(json.dumps(probe_video(video).to_dict(), indent=2))
+    except VideoError as exc:
+        _fail(str(exc))
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the validated configuration (the file plus overrides, with every default filled in) as YAML."""
+    import yaml
+
+    typer.echo(yaml.safe_dump(_load(config, set_).model_dump(mode="json"), sort_keys=False))
+
+
+@ckpt_app.command("list")
+def ckpt_list() -> None:
+    """List the models named in checkpoints/manifest.yaml and whether each is cached."""
+    from sam2flow.io.checkpoints import cache_dir, load_manifest
+
+    for name, e in load_manifest().items():
+        cached = (cache_dir() / Path(e.url).name).exists()
+        sha = e.sha256 or "unknown"
+        typer.echo(f"{e.kind:5} {name:24} {'cached' if cached else 'not cached':10} sha256={sha} {e.url}")
+
+
+@ckpt_app.command("fetch")
+def ckpt_fetch(
+    names: Annotated[list[str], typer.Argument(help="Manifest names, e.g. sam2.1_hiera_tiny yolo11n.")],
+) -> None:
+    """Download named checkpoints into the cache (with a progress bar) and verify them."""
+    from sam2flow.io.checkpoints import CheckpointError, load_manifest, resolve
+
+    _setup_logging(False)
+    manifest = load_manifest()
+    for name in names:
+        if name not in manifest:
+            _fail(f"unknown checkpoint {name!r}; see `sam2flow checkpoints list`")
+        try:
+            r = resolve(name, manifest[name].kind)
+        except CheckpointError as exc:
+            _fail(str(exc))
+        typer.echo(f"{name}: {r.path} sha256={r.sha256} verified={r.verified}")
+
+
+@ckpt_app.command("random")
+def ckpt_random(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Manifest names (default: sam2.1_hiera_tiny yolo11n).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite files that already exist.")] = False,
+) -> None:
+    """Write randomly initialised checkpoints of the real configs (for offline tests and benchmarks).
+
+    configs/smoke.yaml refers to them as random:<name>; runs using them record random_weights: true.
+    """
+    from sam2flow.io.checkpoints import cache_dir, load_manifest, resolve
+
+    _setup_logging(False)
+    manifest = load_manifest()
+    for name in names or ["sam2.1_hiera_tiny", "yolo11n"]:
+        if name not in manifest:
+            _fail(f"unknown checkpoint {name!r}; see `sam2flow checkpoints list`")
+        path = cache_dir() / "random" / f"{name}.pt"
+        if force:
+            path.unlink(missing_ok=True)
+        r = resolve(f"random:{name}", manifest[name].kind)
+        typer.echo(f"random:{name}: {r.path} sha256={r.sha256}")
+
+
+def main() -> None:
+    """Entry point of the ``sam2flow`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

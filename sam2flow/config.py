@@ -1,0 +1,253 @@
+"""The pipeline configuration: one validated Pydantic model, loaded from YAML plus ``section.key=value`` overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and what to do."""
+
+
+_CKPT_HELP = "A name from checkpoints/manifest.yaml, 'random:<name>' for random weights, or a path/URI to a .pt file."
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VideoConfig(_Section):
+    """Which frames of the input are processed and how they are extracted."""
+
+    max_frames: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="Process only the first N frames (all frames when empty). Outputs then cover N frames."
+    )
+    jpeg_quality: int = Field(2, ge=1, le=31, description="ffmpeg -q:v for extracted JPEGs (1 best, 31 worst).")
+
+
+class ChunkingConfig(_Section):
+    """How the video is split into overlapping subsequences."""
+
+    length: int = Field(
+        200, ge=17, description="Frames per subsequence. Memory grows with this, never with video length."
+    )
+    overlap: int = Field(
+        16,
+        ge=16,
+        description="Frames shared by neighbouring subsequences, used to stitch tracks (SAM2 reads 16 past frames).",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_length(self) -> ChunkingConfig:
+        if self.overlap >= self.length:
+            raise ValueError(f"chunking.overlap ({self.overlap}) must be smaller than chunking.length ({self.length})")
+        return self
+
+
+class DetectorConfig(_Section):
+    """The Ultralytics YOLO detector that prompts SAM2."""
+
+    enabled: bool = Field(True, description="Run the detector at keyframes. Off: only manual prompts are used.")
+    model: str = Field(
+        "yolo11n",
+        description=_CKPT_HELP,
+    )
+    classes: list[int | str] | None = Field(
+        None, description="Class ids or names to keep (e.g. [person, car]); all classes when empty."
+    )
+    confidence: float = Field(0.25, gt=0.0, le=1.0, description="Minimum detection confidence.")
+    nms_iou: float = Field(0.7, gt=0.0, le=1.0, description="IoU threshold of the detector's non-maximum suppression.")
+    image_size: int = Field(640, ge=32, description="Detector input size in pixels.")
+    detect_every: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="Run the detector every N frames inside a subsequence (only on its first frame when empty)."
+    )
+    max_objects_per_keyframe: int = Field(10, ge=1, description="At most this many new objects are added per keyframe.")
+    duplicate_iou: float = Field(
+        0.5, gt=0.0, le=1.0, description="A detection whose box overlaps a tracked object this much is not added again."
+    )
+
+
+class ManualPrompt(_Section):
+    """An object given by hand: points with labels (1 positive, 0 negative) and/or a box, on one global frame."""
+
+    frame: int = Field(0, ge=0, description="Global frame index of the prompt.")
+    points: list[tuple[float, float]] = Field(default_factory=list, description="Points [x, y] in source pixels.")
+    labels: list[Literal[0, 1]] = Field(
+        default_factory=list, description="One label per point: 1 positive, 0 negative."
+    )
+    box: tuple[float, float, float, float] | None = Field(None, description="Box [x0, y0, x1, y1] in source pixels.")
+    class_name: str = Field("object", description="Class name written to the outputs for this object.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ManualPrompt:
+        if len(self.points) != len(self.labels):
+            raise ValueError("prompts: each point needs exactly one label (1 positive, 0 negative)")
+        if not self.points and self.box is None:
+            raise ValueError("prompts: a manual prompt needs points or a box")
+        if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
+            raise ValueError(f"prompts: box {list(self.box)} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return self
+
+
+class SegmenterConfig(_Section):
+    """The SAM2 video predictor."""
+
+    checkpoint: str = Field(
+        "sam2.1_hiera_tiny",
+        description=_CKPT_HELP,
+    )
+    image_size: Annotated[int | None, Field(ge=64)] = Field(
+        None,
+        description="Rebuild the model for this input size (multiple of 16); the checkpoint's native size when empty.",
+    )
+    max_objects: int = Field(
+        20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
+    )
+    offload_video_to_cpu: bool = Field(False, description="Keep decoded frames in CPU memory (saves GPU memory).")
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_16(cls, v: int | None) -> int | None:
+        if v is not None and v % 16:
+            raise ValueError(f"segmenter.image_size must be a multiple of 16, got {v}")
+        return v
+
+
+class StitchingConfig(_Section):
+    """How local objects of neighbouring subsequences are joined into tracks."""
+
+    iou_threshold: float = Field(
+        0.3, ge=0.0, le=1.0, description="Minimum mask IoU, averaged over the overlap, for two objects to be one track."
+    )
+
+
+class RenderConfig(_Section):
+    """The annotated video."""
+
+    enabled: bool = Field(True, description="Write annotated.mp4.")
+    alpha: float = Field(0.45, ge=0.0, le=1.0, description="Opacity of the mask fill.")
+    draw_boxes: bool = Field(True, description="Draw each track's box.")
+    draw_ids: bool = Field(True, description="Write each track's id and class.")
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality).")
+
+
+class OutputConfig(_Section):
+    """Where intermediate files live and what is kept."""
+
+    work_dir: str | None = Field(
+        None, description="Local folder for extracted JPEGs; a temporary folder under the system temp dir when empty."
+    )
+    keep_frames: bool = Field(False, description="Keep the extracted JPEGs after a subsequence is segmented.")
+
+
+class RuntimeConfig(_Section):
+    """Devices and parallelism."""
+
+    device: str = Field("auto", description="'auto' (every CUDA GPU, else the CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    workers_per_device: int = Field(1, ge=1, le=16, description="Segment workers (model copies) per device.")
+    extract_workers: int = Field(1, ge=1, le=16, description="Parallel JPEG extraction jobs (CPU).")
+    torch_threads: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="CPU threads per worker; all cores divided by the CPU workers when empty."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"runtime.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
+
+
+class PipelineConfig(_Section):
+    """Everything that decides what a run produces. Unknown keys are errors."""
+
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    prompts: list[ManualPrompt] = Field(default_factory=list, description="Objects given by hand.")
+    segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    stitching: StitchingConfig = Field(default_factory=StitchingConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _has_prompt_source(self) -> PipelineConfig:
+        if not self.detector.enabled and not self.prompts:
+            raise ValueError("nothing to track: enable the detector or give manual prompts")
+        return self
+
+    def digest(self) -> str:
+        """Short content digest of the settings that decide segmentation results."""
+        relevant = self.model_dump(mode="json", include={"video", "chunking", "detector", "prompts", "segmenter"})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = (
+            "unknown key (check the spelling; see configs/default.yaml)" if e["type"] == "extra_forbidden" else e["msg"]
+        )
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value`` (the value is YAML, so ``[1, 2]``, ``null`` and ``true`` work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. chunking.length=64")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a YAML config file (defaults when None) and apply ``section.key=value`` overrides.
+
+    Raises:
+        ConfigError: When the file is missing or not YAML, or a key is unknown or a value invalid.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; see configs/ for examples")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+        source += f" + {text}"
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from err

@@ -1,0 +1,159 @@
+"""Checkpoint resolution: manifest names, 'random:<name>', local paths and fsspec URIs → a verified local file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from sam2flow.io import storage
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["sam2", "yolo"]
+RANDOM_PREFIX = "random:"
+DOWNLOAD_TIMEOUT_S = 15.0
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be found, downloaded or verified; the message says how to supply it."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One named model in ``checkpoints/manifest.yaml``."""
+
+    name: str
+    kind: Kind
+    config: str
+    url: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A checkpoint file ready to load, and what it is."""
+
+    spec: str
+    path: Path
+    config: str | None
+    """The model config (SAM2 Hydra config or YOLO YAML) when known from the manifest."""
+    random_weights: bool
+    sha256: str
+    verified: bool
+    """True when the file's sha256 matched a hash recorded in the manifest."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded and generated checkpoints live (``SAM2FLOW_CACHE`` or ``~/.cache/sam2flow``)."""
+    root = os.environ.get("SAM2FLOW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sam2flow")
+    return Path(root) / "checkpoints"
+
+
+def load_manifest() -> dict[str, ManifestEntry]:
+    """All named models, keyed by name."""
+    text = resources.files("sam2flow").joinpath("checkpoints_manifest.yaml").read_text()
+    raw = yaml.safe_load(text)
+    out: dict[str, ManifestEntry] = {}
+    for kind in ("sam2", "yolo"):
+        for name, e in (raw.get(kind) or {}).items():
+            out[name] = ManifestEntry(name=name, kind=kind, config=e["config"], url=e["url"], sha256=e.get("sha256"))
+    return out
+
+
+def _entry(name: str, kind: Kind) -> ManifestEntry:
+    manifest = load_manifest()
+    entry = manifest.get(name)
+    if entry is None or entry.kind != kind:
+        known = ", ".join(sorted(n for n, e in manifest.items() if e.kind == kind))
+        raise CheckpointError(
+            f"unknown {kind} checkpoint {name!r}: use one of [{known}], 'random:<name>', or a path/URI to a .pt file"
+        )
+    return entry
+
+
+def _download(entry: ManifestEntry, target: Path) -> None:
+    from tqdm import tqdm
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    log.info("downloading %s from %s to %s", entry.name, entry.url, target)
+    try:
+        with urllib.request.urlopen(entry.url, timeout=DOWNLOAD_TIMEOUT_S) as resp, open(tmp, "wb") as f:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {entry.name}") as bar:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        tmp.replace(target)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} is not in the cache ({target}) and could not be downloaded from {entry.url} "
+            f"({exc}). Download that URL on a machine with network access and copy the file to {target}, or point "
+            "the config at a local path or URI of the file. For offline runs with random weights use "
+            "configs/smoke.yaml."
+        ) from exc
+
+
+def _verify(path: Path, expected: str | None, label: str) -> tuple[str, bool]:
+    digest = storage.sha256_file(path)
+    if expected is None:
+        log.warning("no sha256 recorded for %s in the manifest: %s is not verified (sha256 %s)", label, path, digest)
+        return digest, False
+    if digest != expected:
+        raise CheckpointError(
+            f"checkpoint {label} at {path} has sha256 {digest}, expected {expected}: delete the file to download "
+            "it again, or check the manifest"
+        )
+    return digest, True
+
+
+def resolve(spec: str, kind: Kind, image_size: int | None = None) -> ResolvedCheckpoint:
+    """Turn a checkpoint spec into a local, verified file.
+
+    Args:
+        spec: A manifest name, ``random:<name>``, a local path, or an fsspec URI.
+        kind: ``"sam2"`` or ``"yolo"``.
+        image_size: SAM2 only: recorded with random checkpoints (the weights do not depend on it).
+
+    Raises:
+        CheckpointError: Unknown name, missing file, failed download or hash mismatch.
+    """
+    if spec.startswith(RANDOM_PREFIX):
+        entry = _entry(spec[len(RANDOM_PREFIX) :], kind)
+        path = cache_dir() / "random" / f"{entry.name}.pt"
+        if not path.exists():
+            from sam2flow.models.random_weights import write_random_checkpoint
+
+            write_random_checkpoint(entry.name, kind, entry.config, path)
+        return ResolvedCheckpoint(spec, path, entry.config, True, storage.sha256_file(path), False)
+    if spec in load_manifest():
+        entry = _entry(spec, kind)
+        path = cache_dir() / Path(entry.url).name
+        if not path.exists():
+            _download(entry, path)
+        digest, ok = _verify(path, entry.sha256, repr(entry.name))
+        return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok)
+    if storage.is_remote(spec):
+        try:
+            path = storage.localize(spec, cache_dir() / "remote")
+        except (OSError, ValueError, ImportError) as exc:
+            raise CheckpointError(
+                f"checkpoint {spec} could not be read ({exc}); check the URI and credentials"
+            ) from exc
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint file {path} does not exist; give an existing .pt file, a manifest name, or 'random:<name>'"
+            )
+    return ResolvedCheckpoint(spec, path, None, False, storage.sha256_file(path), False)

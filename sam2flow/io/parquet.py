@@ -1,0 +1,130 @@
+"""Parquet schemas (declared once here), pure row → table conversion, and streaming writers with atomic rename."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sam2flow.core.types import MaskRow
+from sam2flow.io import storage
+
+BBOX = pa.list_(pa.float32(), 4)
+
+PART_SCHEMA = pa.schema(
+    [
+        pa.field("frame", pa.int64(), nullable=False),
+        pa.field("obj_id", pa.int32(), nullable=False),
+        pa.field("class_id", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("bbox", BBOX, nullable=False),
+        pa.field("area", pa.int64(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("rle", pa.string(), nullable=False),
+    ],
+    metadata={"sam2flow": "part"},
+)
+"""One subsequence's masks: one row per (global frame, local object)."""
+
+MASKS_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("frame", pa.int64(), nullable=False),
+        pa.field("time", pa.float64(), nullable=False),
+        pa.field("track_id", pa.int32(), nullable=False),
+        pa.field("class_id", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("bbox", BBOX, nullable=False),
+        pa.field("area", pa.int64(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("rle", pa.string(), nullable=False),
+    ],
+    metadata={"sam2flow": "masks", "bbox": "x0,y0,x1,y1 in source pixels", "rle": "COCO compressed counts"},
+)
+"""The final masks: one row per (frame, track), sorted by (frame, track_id)."""
+
+TRACKS_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("track_id", pa.int32(), nullable=False),
+        pa.field("class_id", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("first_frame", pa.int64(), nullable=False),
+        pa.field("last_frame", pa.int64(), nullable=False),
+        pa.field("num_frames", pa.int64(), nullable=False),
+        pa.field("mean_score", pa.float32(), nullable=False),
+    ],
+    metadata={"sam2flow": "tracks"},
+)
+"""One row per track, sorted by track_id."""
+
+
+def part_table(rows: Sequence[MaskRow]) -> pa.Table:
+    """Part-file rows as an Arrow table (pure)."""
+    return pa.table(
+        {
+            "frame": [r.frame for r in rows],
+            "obj_id": [int(r.obj_id) for r in rows],
+            "class_id": [r.class_id for r in rows],
+            "class_name": [r.class_name for r in rows],
+            "score": [r.score for r in rows],
+            "bbox": [list(r.bbox) for r in rows],
+            "area": [r.area for r in rows],
+            "height": [r.height for r in rows],
+            "width": [r.width for r in rows],
+            "rle": [r.rle for r in rows],
+        },
+        schema=PART_SCHEMA,
+    )
+
+
+def table_from_columns(columns: dict[str, Iterable[Any]], schema: pa.Schema) -> pa.Table:
+    """A table with exactly the schema's columns, in its order (pure)."""
+    missing = set(schema.names) - set(columns)
+    if missing:
+        raise ValueError(f"missing columns: {sorted(missing)}")
+    data = {}
+    for name in schema.names:
+        col = columns[name]
+        data[name] = col if isinstance(col, (pa.Array, pa.ChunkedArray, list)) else list(col)
+    return pa.table(data, schema=schema)
+
+
+class ParquetSink:
+    """Streams tables into one Parquet file that appears under its final name only when closed without error."""
+
+    def __init__(self, uri: str, schema: pa.Schema) -> None:
+        self.uri = uri
+        self.schema = schema
+        self.rows = 0
+        self._ctx = storage.atomic_open(uri, "wb")
+        self._file = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        """Append a table (one row group) when it has rows."""
+        if table.num_rows:
+            self._writer.write_table(table.cast(self.schema))
+            self.rows += table.num_rows
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._writer.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+def read_table(uri: str, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
+    """Read a Parquet file (or a subset of its columns and rows) from a path or URI."""
+    fs, path = storage.filesystem(uri)
+    return pq.read_table(path, filesystem=fs, columns=columns, filters=filters)

@@ -1,0 +1,128 @@
+"""Local paths and fsspec URIs behind one small API; every final file is written under a temporary name first."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+def is_remote(uri: str) -> bool:
+    """Whether the URI names a non-local filesystem (``s3://``, ``memory://`` …)."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """The fsspec filesystem and the path inside it."""
+    fs, path = url_to_fs(uri)
+    return fs, str(path)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI."""
+    out = base.rstrip("/")
+    for p in parts:
+        out = f"{out}/{p.strip('/')}"
+    return out
+
+
+def exists(uri: str) -> bool:
+    """Whether the file or folder exists."""
+    fs, path = filesystem(uri)
+    return bool(fs.exists(path))
+
+
+def remove(uri: str) -> None:
+    """Delete a file if it exists."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path)
+
+
+def makedirs(uri: str) -> None:
+    """Create a folder and its parents."""
+    fs, path = filesystem(uri)
+    fs.makedirs(path, exist_ok=True)
+
+
+@contextmanager
+def atomic_open(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open ``uri`` for writing through a temporary sibling that is renamed onto ``uri`` only on success."""
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file atomically."""
+    with atomic_open(uri, "wb") as f:
+        f.write(data)
+
+
+def read_bytes(uri: str) -> bytes:
+    """Read a whole file."""
+    with fsspec.open(uri, "rb") as f:
+        data: bytes = f.read()
+    return data
+
+
+def upload(local: Path, uri: str) -> None:
+    """Copy a local file to ``uri`` atomically."""
+    with atomic_open(uri, "wb") as dst, open(local, "rb") as src:
+        while chunk := src.read(1 << 22):
+            dst.write(chunk)
+
+
+def content_digest(uri: str, sample: int = 16 << 20) -> str:
+    """Short sha256 digest of a file's size, first and last ``sample`` bytes (fast for very large videos)."""
+    fs, path = filesystem(uri)
+    size = int(fs.size(path))
+    h = hashlib.sha256(str(size).encode())
+    with fs.open(path, "rb") as f:
+        h.update(f.read(sample))
+        if size > sample:
+            f.seek(max(sample, size - sample))
+            h.update(f.read(sample))
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Full sha256 of a local file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def localize(uri: str, cache_dir: Path) -> Path:
+    """A local path for ``uri``: the path itself when local, else a cached copy keyed by the URI's content digest."""
+    if not is_remote(uri):
+        return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+    digest = content_digest(uri)[:16]
+    name = os.path.basename(uri.rstrip("/")) or "input"
+    target = cache_dir / digest / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp-{uuid.uuid4().hex[:8]}")
+        fs, path = filesystem(uri)
+        fs.get(path, str(tmp))
+        tmp.replace(target)
+    return target

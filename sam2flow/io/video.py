@@ -1,0 +1,184 @@
+"""Video probing, frame-accurate JPEG extraction, and frame streams, all through the ffmpeg/ffprobe binaries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from sam2flow.core.types import Subsequence
+
+
+class VideoError(RuntimeError):
+    """The input is not a readable video; the message names it and what to do."""
+
+
+def require_binary(name: str) -> str:
+    """Path of an ffmpeg binary, or an error that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise VideoError(
+            f"{name} was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install ffmpeg) "
+            "or run scripts/setup.sh, which does."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the pipeline needs to know about a video stream."""
+
+    width: int
+    height: int
+    fps: str
+    """Frame rate as an exact fraction string, e.g. '30000/1001'."""
+    num_frames: int
+    duration: float
+    codec: str
+    constant_frame_rate: bool
+
+    @property
+    def fps_float(self) -> float:
+        """Frame rate as a float."""
+        return float(Fraction(self.fps))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for manifests."""
+        return asdict(self)
+
+
+def probe(path: str) -> VideoProbe:
+    """Probe the first video stream of a local file.
+
+    The frame count is the number of video packets (exact for the containers ffmpeg writes; no full decode).
+
+    Raises:
+        VideoError: If the file is missing, unreadable, has no video stream or has zero frames.
+    """
+    if not Path(path).is_file():
+        raise VideoError(f"input video {path} does not exist")
+    cmd = [
+        require_binary("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets",
+        "-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_read_packets,codec_name,duration"
+        ":format=duration",
+        "-of", "json", path,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffprobe failed"
+        raise VideoError(f"input {path} is not a readable video ({reason}); check the file or re-encode it")
+    info = json.loads(proc.stdout or "{}")
+    streams = info.get("streams") or []
+    if not streams:
+        raise VideoError(f"input {path} has no video stream; give a video file (e.g. .mp4)")
+    s = streams[0]
+    frames = int(s.get("nb_read_packets") or 0)
+    if frames <= 0:
+        raise VideoError(f"input {path} has zero video frames; check the file or re-encode it")
+    r_rate = s.get("r_frame_rate", "0/1")
+    avg_rate = s.get("avg_frame_rate", "0/1")
+    rate = r_rate if Fraction(r_rate) > 0 else avg_rate
+    if Fraction(rate) <= 0:
+        raise VideoError(f"input {path} has no frame rate; re-encode it with a constant frame rate")
+    duration = float(s.get("duration") or info.get("format", {}).get("duration") or frames / float(Fraction(rate)))
+    cfr = Fraction(avg_rate) > 0 and abs(float(Fraction(avg_rate)) - float(Fraction(r_rate))) < 1e-3
+    return VideoProbe(
+        width=int(s["width"]),
+        height=int(s["height"]),
+        fps=str(Fraction(rate)),
+        num_frames=frames,
+        duration=duration,
+        codec=str(s.get("codec_name", "")),
+        constant_frame_rate=cfr,
+    )
+
+
+def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, jpeg_quality: int = 2) -> int:
+    """Write the subsequence's frames to ``out_dir/00000.jpg …`` (local index = global frame - ``sub.start``).
+
+    Constant-frame-rate inputs are seeked to half a frame before ``sub.start`` (ffmpeg's accurate seek then starts
+    exactly at that frame); variable-frame-rate inputs are decoded from the start and selected by frame number.
+
+    Returns:
+        The number of JPEGs written, which equals ``sub.length``.
+
+    Raises:
+        VideoError: If ffmpeg fails or writes a different number of frames.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.jpg"):
+        stale.unlink()
+    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y"]
+    if info.constant_frame_rate:
+        seek = max(0.0, (sub.start - 0.5) / info.fps_float)
+        cmd += ["-ss", f"{seek:.6f}", "-i", video, "-frames:v", str(sub.length)]
+    else:
+        cmd += ["-i", video, "-vf", f"select=between(n\\,{sub.start}\\,{sub.stop - 1})", "-frames:v", str(sub.length)]
+    cmd += ["-fps_mode", "passthrough", "-q:v", str(jpeg_quality), "-start_number", "0", str(out_dir / "%05d.jpg")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VideoError(
+            f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: {proc.stderr.strip()}"
+        )
+    written = len(list(out_dir.glob("*.jpg")))
+    if written != sub.length:
+        raise VideoError(
+            f"extracting frames {sub.start}-{sub.stop - 1} of {video} gave {written} frames, expected {sub.length}; "
+            "the file may be truncated or have a variable frame rate that ffprobe misreports"
+        )
+    return written
+
+
+def iter_frames(video: str, info: VideoProbe, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Yield decoded RGB frames ``(H, W, 3)`` uint8, one at a time, in order."""
+    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-i", video, "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    cmd += ["-fps_mode", "passthrough"]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames)]
+    cmd += ["-"]
+    frame_bytes = info.width * info.height * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None  # for type checkers: PIPE was requested
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def video_writer(path: Path, width: int, height: int, fps: str, crf: int = 20) -> Iterator[subprocess.Popen[bytes]]:
+    """An ffmpeg process that encodes RGB frames written to its stdin as H.264 yuv420p with +faststart.
+
+    Odd sizes are padded by one pixel (yuv420p needs even sizes). The file is complete when the block exits cleanly.
+    """
+    cmd = [
+        require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", fps, "-i", "-",
+        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
+        "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-r", fps, "-fps_mode", "passthrough", str(path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    ok = False
+    try:
+        yield proc
+        ok = True
+    finally:
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace")
+        code = proc.wait()
+        if ok and code != 0:
+            raise VideoError(f"ffmpeg failed to encode {path}: {err.strip()}")

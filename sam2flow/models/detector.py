@@ -1,0 +1,81 @@
+"""Ultralytics YOLO adapter: one image in, `Detections` out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sam2flow.core.types import Detections
+from sam2flow.io.checkpoints import ResolvedCheckpoint
+
+
+class DetectorError(ValueError):
+    """The detector configuration does not fit the model (e.g. an unknown class name)."""
+
+
+class YoloDetector:
+    """A YOLO detection model loaded once and used for every keyframe of a worker."""
+
+    def __init__(
+        self,
+        checkpoint: ResolvedCheckpoint,
+        device: str,
+        confidence: float,
+        nms_iou: float,
+        image_size: int,
+        classes: Sequence[int | str] | None,
+        max_det: int = 300,
+    ) -> None:
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(checkpoint.path), task="detect")
+        self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+        self.device = device
+        self.confidence = confidence
+        self.nms_iou = nms_iou
+        self.image_size = image_size
+        self.max_det = max_det
+        self.class_ids = None if classes is None else resolve_classes(classes, self.names)
+
+    def __call__(self, image: Path | np.ndarray) -> Detections:
+        """Detect objects on one image (a file path or an RGB array)."""
+        source = str(image) if isinstance(image, Path) else np.ascontiguousarray(image[..., ::-1])
+        result = self.model.predict(
+            source,
+            conf=self.confidence,
+            iou=self.nms_iou,
+            imgsz=self.image_size,
+            classes=self.class_ids,
+            max_det=self.max_det,
+            device=self.device,
+            verbose=False,
+        )[0]
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections.empty()
+        cls = boxes.cls.cpu().numpy().astype(np.int64)
+        return Detections(
+            boxes=boxes.xyxy.cpu().numpy().astype(np.float32),
+            scores=boxes.conf.cpu().numpy().astype(np.float32),
+            class_ids=cls,
+            class_names=tuple(self.names.get(int(c), str(int(c))) for c in cls),
+        )
+
+
+def resolve_classes(classes: Sequence[int | str], names: dict[int, str]) -> list[int]:
+    """Class ids for a list of ids and/or names; unknown ones raise `DetectorError` listing the valid names."""
+    by_name = {v.lower(): k for k, v in names.items()}
+    out: list[int] = []
+    for c in classes:
+        if isinstance(c, int) and c in names:
+            out.append(c)
+        elif isinstance(c, str) and c.lower() in by_name:
+            out.append(by_name[c.lower()])
+        elif isinstance(c, str) and c.isdigit() and int(c) in names:
+            out.append(int(c))
+        else:
+            shown = ", ".join(list(names.values())[:20]) + (" …" if len(names) > 20 else "")
+            raise DetectorError(f"detector.classes: {c!r} is not a class of this model; known classes: {shown}")
+    return out

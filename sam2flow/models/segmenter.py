@@ -1,0 +1,137 @@
+"""SAM2 video predictor adapter. SAM2's untyped ``inference_state`` never leaves this module."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt
+from sam2flow.io.checkpoints import ResolvedCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def image_size_overrides(image_size: int) -> list[str]:
+    """Hydra overrides that rebuild a SAM2 model for another input size (features are image_size / 16)."""
+    feat = image_size // 16
+    return [
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    ]
+
+
+class Sam2Segmenter:
+    """A SAM2 video predictor built once per worker and reused for every subsequence it is given."""
+
+    def __init__(
+        self,
+        checkpoint: ResolvedCheckpoint,
+        device: str,
+        image_size: int | None = None,
+        offload_video_to_cpu: bool = False,
+    ) -> None:
+        import sam2.sam2_video_predictor as svp
+        import sam2.utils.misc as sam2_misc
+        from sam2.build_sam import build_sam2_video_predictor
+
+        if checkpoint.config is None:
+            raise ValueError(
+                f"checkpoint {checkpoint.spec} has no known SAM2 config: name it in checkpoints/manifest.yaml"
+            )
+        # SAM2 draws a tqdm bar per propagation call; sam2flow reports its own progress.
+        for module in (svp, sam2_misc):
+            if not isinstance(module.tqdm, functools.partial):
+                module.tqdm = functools.partial(module.tqdm, disable=True)
+        # sam2 1.1.0 from PyPI ships no compiled _C extension: hole filling is skipped, which is harmless.
+        warnings.filterwarnings("ignore", message=r"cannot import name '_C'")
+        overrides = image_size_overrides(image_size) if image_size else []
+        self.device = torch.device(device)
+        self.predictor = build_sam2_video_predictor(
+            checkpoint.config, ckpt_path=str(checkpoint.path), device=device, hydra_overrides_extra=overrides
+        )
+        self.image_size = int(self.predictor.image_size)
+        self.offload_video_to_cpu = offload_video_to_cpu
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def session(self, frames_dir: Path) -> Iterator[Sam2Session]:
+        """Track objects through the JPEG folder ``frames_dir`` (``00000.jpg …``), all in one inference state."""
+        with torch.inference_mode(), self._autocast():
+            state = self.predictor.init_state(str(frames_dir), offload_video_to_cpu=self.offload_video_to_cpu)
+            try:
+                yield Sam2Session(self, state)
+            finally:
+                state.clear()
+                del state
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+
+class Sam2Session:
+    """One subsequence's inference state: add prompts, propagate, read masks. Frames are local indices."""
+
+    def __init__(self, segmenter: Sam2Segmenter, state: dict[str, Any]) -> None:
+        self._seg = segmenter
+        self._pred = segmenter.predictor
+        self._state = state
+        self.num_frames: int = int(state["num_frames"])
+        self.height: int = int(state["video_height"])
+        self.width: int = int(state["video_width"])
+
+    @property
+    def object_ids(self) -> list[LocalObjId]:
+        """Local ids of every object added so far."""
+        return [LocalObjId(int(o)) for o in self._state["obj_ids"]]
+
+    def add(self, prompt: ObjectPrompt) -> FrameMasks:
+        """Add one object's prompt on its frame; returns every object's mask on that frame."""
+        points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if prompt.points else None
+        labels = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
+        box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
+        frame, obj_ids, logits = self._pred.add_new_points_or_box(
+            self._state, frame_idx=prompt.frame, obj_id=int(prompt.local_id), points=points, labels=labels, box=box
+        )
+        return self._frame_masks(frame, obj_ids, logits)
+
+    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
+        """Track every object forward over local frames ``[start, stop]`` (inclusive), one frame at a time."""
+        if stop < start or not self._state["obj_ids"]:
+            return
+        for frame, obj_ids, logits in self._pred.propagate_in_video(
+            self._state, start_frame_idx=start, max_frame_num_to_track=stop - start
+        ):
+            yield self._frame_masks(frame, obj_ids, logits)
+
+    def _object_score(self, obj_idx: int, frame: int) -> float:
+        for store in (self._state["temp_output_dict_per_obj"], self._state["output_dict_per_obj"]):
+            per_obj = store.get(obj_idx, {})
+            for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
+                out = per_obj.get(key, {}).get(frame)
+                if out is not None and out.get("object_score_logits") is not None:
+                    return float(torch.sigmoid(out["object_score_logits"].float()).max())
+        return 1.0
+
+    def _frame_masks(self, frame: int, obj_ids: list[int], logits: torch.Tensor) -> FrameMasks:
+        masks = (logits[:, 0] > 0.0).cpu().numpy()
+        present = masks.reshape(len(obj_ids), -1).any(axis=1)
+        keep = np.flatnonzero(present)
+        scores = np.array([self._object_score(int(i), frame) for i in keep], dtype=np.float32)
+        return FrameMasks(
+            frame=int(frame),
+            obj_ids=tuple(LocalObjId(int(obj_ids[i])) for i in keep),
+            masks=masks[keep],
+            scores=scores,
+        )

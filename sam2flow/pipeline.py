@@ -1,0 +1,283 @@
+"""The stages of one video, as plain functions (the Prefect tasks in `tasks/` wrap them one to one).
+
+Stages exchange a small `VideoJob` (paths, ids, the plan) and small summaries, never arrays or models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sam2flow.config import PipelineConfig
+from sam2flow.core.planning import plan_subsequences
+from sam2flow.core.types import Subsequence
+from sam2flow.io import checkpoints, storage
+from sam2flow.io.checkpoints import ResolvedCheckpoint
+from sam2flow.io.video import VideoProbe, extract_subsequence, probe
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json")
+SUCCESS = "_SUCCESS"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """Everything the stages of one video need, small enough to pass between tasks."""
+
+    video: str
+    local_video: str
+    video_id: str
+    out_dir: str
+    work_dir: str
+    info: VideoProbe
+    num_frames: int
+    plan: tuple[Subsequence, ...]
+    config_digest: str
+    sam2: ResolvedCheckpoint
+    yolo: ResolvedCheckpoint | None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether any model of this run has random weights."""
+        return self.sam2.random_weights or bool(self.yolo and self.yolo.random_weights)
+
+    def part_uri(self, index: int) -> str:
+        """Content-addressed part file of one subsequence (same config and input → same name)."""
+        sub = self.plan[index]
+        return storage.join(self.out_dir, "parts", self.config_digest, f"{index:05d}_{sub.start}_{sub.stop}.parquet")
+
+    def frames_dir(self, index: int) -> Path:
+        """Local folder of one subsequence's JPEGs."""
+        return Path(self.work_dir) / f"{index:05d}"
+
+    def output(self, name: str) -> str:
+        """URI of a final output file."""
+        return storage.join(self.out_dir, name)
+
+
+def make_video_id(video: str, digest: str) -> str:
+    """Readable stem plus a short content digest, safe as a path component."""
+    stem = Path(video.rstrip("/").rsplit("/", 1)[-1]).stem
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.")[:48] or "video"
+    return f"{slug}-{digest[:10]}"
+
+
+def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
+    """Probe the input, plan subsequences, resolve checkpoints, and clear any earlier ``_SUCCESS``.
+
+    Fails fast (before any heavy work) on a missing or unreadable input or a missing checkpoint.
+    """
+    cache = checkpoints.cache_dir().parent
+    if storage.is_remote(video) and not storage.exists(video):
+        raise FileNotFoundError(f"input video {video} does not exist")
+    local = storage.localize(video, cache / "inputs")
+    info = probe(str(local))
+    num_frames = min(info.num_frames, cfg.video.max_frames or info.num_frames)
+    plan = tuple(plan_subsequences(num_frames, cfg.chunking.length, cfg.chunking.overlap))
+    sam2 = checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
+    yolo = checkpoints.resolve(cfg.detector.model, "yolo") if cfg.detector.enabled else None
+    video_id = make_video_id(video, storage.content_digest(str(local)))
+    out_dir = storage.join(out, video_id)
+    storage.makedirs(out_dir)
+    storage.remove(storage.join(out_dir, SUCCESS))
+    work = Path(cfg.output.work_dir or tempfile.gettempdir()) / "sam2flow-frames" / video_id / cfg.digest()
+    job = VideoJob(
+        video=video,
+        local_video=str(local),
+        video_id=video_id,
+        out_dir=out_dir,
+        work_dir=str(work),
+        info=info,
+        num_frames=num_frames,
+        plan=plan,
+        config_digest=cfg.digest(),
+        sam2=sam2,
+        yolo=yolo,
+    )
+    if job.random_weights:
+        log.warning("RANDOM WEIGHTS: %s uses randomly initialised models; masks are meaningless", video_id)
+    log.info(
+        "%s: %d frames %dx%d @ %s fps → %d subsequence(s) of %d (overlap %d)",
+        video_id, num_frames, info.width, info.height, info.fps, len(plan), cfg.chunking.length, cfg.chunking.overlap,
+    )  # fmt: skip
+    return job
+
+
+def part_done(job: VideoJob, index: int) -> bool:
+    """Whether a complete part file exists (incomplete ones only exist under temporary names)."""
+    return storage.exists(job.part_uri(index))
+
+
+def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Write one subsequence's JPEGs, unless its part file is already complete."""
+    t0 = time.perf_counter()
+    if part_done(job, index):
+        return {"index": index, "skipped": True, "seconds": 0.0}
+    sub = job.plan[index]
+    extract_subsequence(job.local_video, job.info, sub, job.frames_dir(index), cfg.video.jpeg_quality)
+    return {"index": index, "skipped": False, "seconds": time.perf_counter() - t0}
+
+
+def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Segment one subsequence on a free worker; reuses a complete part file from an earlier run."""
+    from sam2flow.models.detector import YoloDetector
+    from sam2flow.models.segmenter import Sam2Segmenter
+    from sam2flow.runtime import worker_pool
+    from sam2flow.segment import segment_subsequence
+
+    sub = job.plan[index]
+    if part_done(job, index):
+        log.info("subsequence %d/%d: reusing %s", index + 1, len(job.plan), job.part_uri(index))
+        return {"index": index, "reused": True, "seconds": 0.0}
+    rt = cfg.runtime
+    pool = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads)
+    with pool.acquire() as slot:
+        seg_cfg = cfg.segmenter
+        segmenter = slot.get(
+            ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
+            lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
+        )
+        detector = None
+        if job.yolo is not None:
+            d = cfg.detector
+            yolo = job.yolo
+            detector = slot.get(
+                ("yolo", yolo.sha256, d.confidence, d.nms_iou, d.image_size, tuple(d.classes or ())),
+                lambda: YoloDetector(yolo, slot.device, d.confidence, d.nms_iou, d.image_size, d.classes),
+            )
+        step = max(1, sub.length // 4)
+
+        def progress(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                log.info("subsequence %d/%d: frame %d/%d", index + 1, len(job.plan), done, total)
+
+        stats = segment_subsequence(
+            segmenter,
+            detector,
+            job.frames_dir(index),
+            sub,
+            cfg,
+            job.part_uri(index),
+            class_names=detector.names if detector else None,
+            progress=progress,
+        )
+    if not cfg.output.keep_frames:
+        shutil.rmtree(job.frames_dir(index), ignore_errors=True)
+    out = asdict(stats)
+    out.update(reused=False, device=slot.device)
+    log.info(
+        "subsequence %d/%d done: %d object(s), masks on %d/%d frames, %.1fs (%.2f s/frame)",
+        index + 1, len(job.plan), stats.objects, stats.frames_with_masks, stats.frames, stats.seconds,
+        stats.seconds / max(stats.frames, 1),
+    )  # fmt: skip
+    return out
+
+
+def stitch(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
+    """Build masks.parquet and tracks.parquet from the part files."""
+    from sam2flow.stitch import stitch_parts
+
+    t0 = time.perf_counter()
+    result = stitch_parts(
+        list(job.plan),
+        [job.part_uri(i) for i in range(len(job.plan))],
+        job.video_id,
+        job.info.fps_float,
+        job.info.height,
+        job.info.width,
+        cfg.stitching.iou_threshold,
+        job.output("masks.parquet"),
+        job.output("tracks.parquet"),
+    )
+    log.info(
+        "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
+    )
+    return {**asdict(result), "seconds": time.perf_counter() - t0}
+
+
+def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
+    """Write annotated.mp4 (encoded locally, then copied to the output folder)."""
+    from sam2flow.io.render import render_video
+
+    t0 = time.perf_counter()
+    if not cfg.render.enabled:
+        storage.remove(job.output("annotated.mp4"))
+        return {"frames": 0, "seconds": 0.0, "enabled": False}
+    local = Path(job.work_dir) / "annotated.mp4"
+    local.parent.mkdir(parents=True, exist_ok=True)
+
+    def progress(done: int, total: int) -> None:
+        log.info("render: frame %d/%d", done, total)
+
+    frames = render_video(
+        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress
+    )
+    storage.upload(local, job.output("annotated.mp4"))
+    local.unlink()
+    return {"frames": frames, "seconds": time.perf_counter() - t0, "enabled": True}
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("sam2flow", "sam2", "torch", "ultralytics", "prefect", "pyarrow", "pycocotools"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    try:
+        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()
+        out["ffmpeg"] = first[0] if first else "unknown"
+    except OSError:
+        out["ffmpeg"] = "not found"
+    return out
+
+
+def _checkpoint_record(c: ResolvedCheckpoint | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "spec": c.spec,
+        "path": str(c.path),
+        "sha256": c.sha256,
+        "verified": c.verified,
+        "random_weights": c.random_weights,
+    }
+
+
+def finalize(job: VideoJob, cfg: PipelineConfig, stages: dict[str, Any]) -> str:
+    """Write manifest.json, check the outputs exist, then write ``_SUCCESS`` last. Returns the output folder."""
+    manifest: dict[str, Any] = {
+        "video_id": job.video_id,
+        "input": job.video,
+        "probe": job.info.to_dict(),
+        "frames_processed": job.num_frames,
+        "subsequences": [asdict(s) for s in job.plan],
+        "config": cfg.model_dump(mode="json"),
+        "config_digest": job.config_digest,
+        "checkpoints": {"sam2": _checkpoint_record(job.sam2), "yolo": _checkpoint_record(job.yolo)},
+        "random_weights": job.random_weights,
+        "versions": _versions(),
+        "stages": stages,
+        "wall_seconds": time.time() - job.started,
+        "outputs": {n: job.output(n) for n in OUTPUT_FILES if n != "annotated.mp4" or cfg.render.enabled},
+    }
+    storage.write_bytes(job.output("manifest.json"), json.dumps(manifest, indent=2, default=str).encode())
+    missing = [n for n, uri in manifest["outputs"].items() if not storage.exists(uri)]
+    if missing:
+        raise RuntimeError(f"{job.video_id}: outputs missing, not marking complete: {missing}")
+    storage.write_bytes(job.output(SUCCESS), b"")
+    if not cfg.output.keep_frames:
+        shutil.rmtree(job.work_dir, ignore_errors=True)
+    return job.out_dir

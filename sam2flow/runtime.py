@@ -1,0 +1,86 @@
+"""Workers: one slot per (device, worker), each holding its own models, built once and reused."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def available_devices(device: str) -> list[str]:
+    """Devices to run segmentation on: every CUDA GPU for 'auto' (else the CPU), or exactly the one named."""
+    import torch
+
+    if device == "auto":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"runtime.device is {device!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    return ["cuda:0" if device == "cuda" else device]
+
+
+@dataclass
+class WorkerSlot:
+    """One worker: a device and the models built for it (kept for the life of the process)."""
+
+    device: str
+    index: int
+    models: dict[Any, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: Any, build: Callable[[], T]) -> T:
+        """The model cached under ``key``, built on first use."""
+        with self.lock:
+            if key not in self.models:
+                log.info("worker %s#%d: loading %s", self.device, self.index, key[0] if isinstance(key, tuple) else key)
+                self.models[key] = build()
+            model: T = self.models[key]
+            return model
+
+
+class WorkerPool:
+    """A bounded set of worker slots; a task holds one slot while it segments."""
+
+    def __init__(self, devices: list[str], workers_per_device: int, torch_threads: int | None = None) -> None:
+        import torch
+
+        self.devices = devices
+        self.slots: queue.Queue[WorkerSlot] = queue.Queue()
+        for i in range(workers_per_device):
+            for d in devices:
+                self.slots.put(WorkerSlot(device=d, index=i))
+        self.size = len(devices) * workers_per_device
+        cpu_workers = sum(1 for d in devices if d == "cpu") * workers_per_device
+        if cpu_workers:
+            threads = torch_threads or max(1, (os.cpu_count() or 1) // cpu_workers)
+            torch.set_num_threads(threads)
+
+    @contextmanager
+    def acquire(self) -> Iterator[WorkerSlot]:
+        """Wait for a free slot and hold it for the block."""
+        slot = self.slots.get()
+        try:
+            yield slot
+        finally:
+            self.slots.put(slot)
+
+
+_POOLS: dict[tuple[Any, ...], WorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def worker_pool(device: str, workers_per_device: int, torch_threads: int | None) -> WorkerPool:
+    """The process-wide pool for these settings, so models survive across subsequences and videos."""
+    key = (device, workers_per_device, torch_threads)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = WorkerPool(available_devices(device), workers_per_device, torch_threads)
+        return _POOLS[key]

@@ -1,0 +1,230 @@
+"""Segmentation of one subsequence: detector prompts at keyframes, SAM2 propagation, one part file."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from sam2flow.config import PipelineConfig
+from sam2flow.core import rle
+from sam2flow.core.prompts import filter_detections, new_object_prompts
+from sam2flow.core.types import Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
+from sam2flow.io.parquet import PART_SCHEMA, ParquetSink, part_table
+
+log = logging.getLogger(__name__)
+
+FLUSH_FRAMES = 32
+
+
+class Session(Protocol):
+    """What the driver needs from a segmenter's per-subsequence state (SAM2's, or a test double's)."""
+
+    num_frames: int
+    height: int
+    width: int
+
+    @property
+    def object_ids(self) -> list[LocalObjId]: ...
+
+    def add(self, prompt: ObjectPrompt) -> FrameMasks: ...
+
+    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]: ...
+
+
+class Segmenter(Protocol):
+    """Opens one session per subsequence folder."""
+
+    def session(self, frames_dir: Path) -> AbstractContextManager[Session]: ...
+
+
+Detector = Callable[[Path], Detections]
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """What one subsequence produced."""
+
+    index: int
+    frames: int
+    objects: int
+    rows: int
+    frames_with_masks: int
+    seconds: float
+
+
+def keyframes(length: int, detect_every: int | None) -> list[int]:
+    """Local frames where the detector runs: the first, then every ``detect_every`` frames."""
+    return list(range(0, length, detect_every or length))
+
+
+def manual_prompts_for(
+    cfg: PipelineConfig, sub: Subsequence, names: dict[int, str] | None
+) -> dict[int, list[ObjectPrompt]]:
+    """The config's manual prompts that fall inside ``sub``, by local frame (local ids are assigned later)."""
+    by_name = {v: k for k, v in (names or {}).items()}
+    out: dict[int, list[ObjectPrompt]] = {}
+    for p in cfg.prompts:
+        if not sub.contains(p.frame):
+            continue
+        local = sub.to_local(p.frame)
+        out.setdefault(local, []).append(
+            ObjectPrompt(
+                local_id=LocalObjId(-1),
+                frame=local,
+                class_id=by_name.get(p.class_name, -1),
+                class_name=p.class_name,
+                points=tuple((float(x), float(y)) for x, y in p.points),
+                labels=tuple(int(v) for v in p.labels),
+                box=p.box,
+                source="manual",
+            )
+        )
+    return out
+
+
+def _rows(fm: FrameMasks, sub: Subsequence, classes: dict[LocalObjId, tuple[int, str]]) -> Iterable[MaskRow]:
+    h, w = fm.masks.shape[1:]
+    for obj, mask, score in zip(fm.obj_ids, fm.masks, fm.scores):
+        class_id, class_name = classes[obj]
+        yield MaskRow(
+            frame=sub.to_global(fm.frame),
+            obj_id=obj,
+            class_id=class_id,
+            class_name=class_name,
+            score=float(score),
+            bbox=rle.bbox(mask),
+            area=int(mask.sum()),
+            height=int(h),
+            width=int(w),
+            rle=rle.encode(mask),
+        )
+
+
+def _boxes(fm: FrameMasks | None) -> np.ndarray:
+    if fm is None or not fm.obj_ids:
+        return np.zeros((0, 4), np.float32)
+    return np.array([rle.bbox(m) for m in fm.masks], dtype=np.float32)
+
+
+def segment_subsequence(
+    segmenter: Segmenter,
+    detector: Detector | None,
+    frames_dir: Path,
+    sub: Subsequence,
+    cfg: PipelineConfig,
+    part_uri: str,
+    class_names: dict[int, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SegmentStats:
+    """Segment one subsequence and write its part file (atomically: it exists only when complete).
+
+    The detector runs on keyframes; detections that overlap an already tracked object are skipped, the others
+    become new objects from that frame on. Manual prompts inside the subsequence are added on their frames. All
+    objects share one SAM2 inference state. Frames on which an object is absent produce no row for it.
+
+    Args:
+        segmenter: Opens a tracking session on the JPEG folder.
+        detector: Called with a JPEG path on keyframes; None to use manual prompts only.
+        frames_dir: The subsequence's ``00000.jpg …``.
+        sub: The subsequence (maps local to global frames).
+        cfg: The pipeline configuration.
+        part_uri: Where the part file goes.
+        class_names: The detector's id → name table, to give manual prompts a class id.
+        progress: Called with (frames done, frames total).
+    """
+    t0 = time.perf_counter()
+    det_cfg = cfg.detector
+    use_detector = detector is not None and det_cfg.enabled
+    manual = manual_prompts_for(cfg, sub, class_names)
+    prompt_frames = sorted(set(keyframes(sub.length, det_cfg.detect_every) if use_detector else []) | set(manual))
+    classes: dict[LocalObjId, tuple[int, str]] = {}
+    stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
+    pending: list[MaskRow] = []
+
+    with ParquetSink(part_uri, PART_SCHEMA) as sink, segmenter.session(frames_dir) as session:
+
+        def emit(fm: FrameMasks) -> None:
+            rows = list(_rows(fm, sub, classes))
+            pending.extend(rows)
+            stats["rows"] += len(rows)
+            stats["frames_with_masks"] += bool(rows)
+            stats["done"] = fm.frame + 1
+            if progress is not None:
+                progress(stats["done"], sub.length)
+            if len(pending) and fm.frame % FLUSH_FRAMES == FLUSH_FRAMES - 1:
+                sink.write(part_table(pending))
+                pending.clear()
+
+        done = -1  # last local frame whose masks were emitted
+        for k in prompt_frames:
+            held: FrameMasks | None = None
+            for fm in session.propagate(done + 1, k):
+                if fm.frame < k:
+                    emit(fm)
+                else:
+                    held = fm
+            budget = cfg.segmenter.max_objects - len(classes)
+            new: list[ObjectPrompt] = []
+            for p in manual.get(k, [])[: max(budget, 0)]:
+                new.append(
+                    ObjectPrompt(
+                        local_id=LocalObjId(len(classes) + len(new)),
+                        frame=k,
+                        class_id=p.class_id,
+                        class_name=p.class_name,
+                        points=p.points,
+                        labels=p.labels,
+                        box=p.box,
+                        source="manual",
+                    )
+                )
+            budget -= len(new)
+            if use_detector and budget > 0 and k in keyframes(sub.length, det_cfg.detect_every):
+                assert detector is not None
+                dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
+                taken = np.concatenate(
+                    [_boxes(held), np.array([p.box for p in new if p.box], np.float32).reshape(-1, 4)]
+                )
+                new += new_object_prompts(
+                    dets,
+                    taken,
+                    frame=k,
+                    next_id=len(classes) + len(new),
+                    max_new=min(budget, det_cfg.max_objects_per_keyframe),
+                    duplicate_iou=det_cfg.duplicate_iou,
+                )
+            for p in new:
+                classes[p.local_id] = (p.class_id, p.class_name)
+                held = session.add(p)
+            if held is not None:
+                emit(held)
+            if new:
+                log.info(
+                    "subsequence %d: frame %d: %d new object(s) (%d in all)",
+                    sub.index,
+                    sub.to_global(k),
+                    len(new),
+                    len(classes),
+                )
+            done = k
+        for fm in session.propagate(done + 1, sub.length - 1):
+            emit(fm)
+        if pending:
+            sink.write(part_table(pending))
+    if progress is not None and stats["done"] < sub.length:
+        progress(sub.length, sub.length)
+    return SegmentStats(
+        index=sub.index,
+        frames=sub.length,
+        objects=len(classes),
+        rows=stats["rows"],
+        frames_with_masks=stats["frames_with_masks"],
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,13 @@
+"""Probe, plan and resolve checkpoints."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from sam2flow import pipeline
+from sam2flow.config import PipelineConfig
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare_task(video: str, out: str, config: PipelineConfig) -> pipeline.VideoJob:
+    """Probe the input, plan subsequences, resolve checkpoints (fails fast on bad input)."""
+    return pipeline.prepare(video, out, config)

@@ -1,0 +1,15 @@
+"""Rendering of the annotated video (CPU)."""
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from sam2flow import pipeline
+from sam2flow.config import PipelineConfig
+
+
+@task(name="render", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def render_task(job: pipeline.VideoJob, config: PipelineConfig) -> dict[str, Any]:
+    """Write annotated.mp4."""
+    return pipeline.render(job, config)

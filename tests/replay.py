@@ -1,0 +1,111 @@
+"""Test doubles for stitching logic: a segmenter that replays known masks and a detector that returns known boxes.
+
+They are used only inside tests, to check sam2flow's own logic (prompting, part files, stitching) against exact
+ground truth. The real SAM2 and YOLO path is tested separately, end to end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from sam2flow.core.prompts import box_iou
+from sam2flow.core.types import Detections, FrameMasks, LocalObjId, ObjectPrompt, Subsequence
+from tests.synth import Square
+
+
+class Scene:
+    """Ground truth: squares on a canvas, each present on its own frame range."""
+
+    def __init__(self, squares: tuple[Square, ...], height: int = 120, width: int = 200) -> None:
+        self.squares = squares
+        self.height = height
+        self.width = width
+
+    def present(self, frame: int) -> list[int]:
+        return [i for i, s in enumerate(self.squares) if s.first <= frame <= s.last]
+
+    def box(self, i: int, frame: int) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = self.squares[i].box(frame)
+        return float(max(x0, 0)), float(max(y0, 0)), float(min(x1, self.width)), float(min(y1, self.height))
+
+    def mask(self, i: int, frame: int) -> np.ndarray:
+        m = np.zeros((self.height, self.width), bool)
+        x0, y0, x1, y1 = (int(v) for v in self.box(i, frame))
+        m[y0:y1, x0:x1] = True
+        return m
+
+
+class ReplaySession:
+    """Follows each prompted object with its exact ground-truth mask."""
+
+    def __init__(self, scene: Scene, sub: Subsequence) -> None:
+        self.scene, self.sub = scene, sub
+        self.num_frames, self.height, self.width = sub.length, scene.height, scene.width
+        self.gt_of: dict[LocalObjId, int] = {}
+
+    @property
+    def object_ids(self) -> list[LocalObjId]:
+        return list(self.gt_of)
+
+    def _masks(self, local: int) -> FrameMasks:
+        g = self.sub.to_global(local)
+        objs = [(o, gt) for o, gt in self.gt_of.items() if gt in self.scene.present(g)]
+        masks = (
+            np.stack([self.scene.mask(gt, g) for _, gt in objs])
+            if objs
+            else np.zeros((0, self.height, self.width), bool)
+        )
+        return FrameMasks(local, tuple(o for o, _ in objs), masks, np.full(len(objs), 0.9, np.float32))
+
+    def add(self, prompt: ObjectPrompt) -> FrameMasks:
+        g = self.sub.to_global(prompt.frame)
+        present = self.scene.present(g)
+        assert prompt.box is not None
+        ious = box_iou(np.array([prompt.box]), np.array([self.scene.box(i, g) for i in present]))[0]
+        self.gt_of[prompt.local_id] = present[int(np.argmax(ious))]
+        return self._masks(prompt.frame)
+
+    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
+        if not self.gt_of:
+            return
+        for f in range(start, stop + 1):
+            yield self._masks(f)
+
+
+class ReplaySegmenter:
+    """Opens a `ReplaySession` for one subsequence."""
+
+    def __init__(self, scene: Scene, sub: Subsequence) -> None:
+        self.scene, self.sub = scene, sub
+
+    @contextmanager
+    def session(self, frames_dir: Path) -> Iterator[ReplaySession]:
+        yield ReplaySession(self.scene, self.sub)
+
+
+class ReplayDetector:
+    """Returns the ground-truth boxes of the keyframe, in an order shuffled by ``seed`` (all with equal scores)."""
+
+    names: ClassVar[dict[int, str]] = {0: "square"}
+
+    def __init__(self, scene: Scene, sub: Subsequence, seed: int = 0) -> None:
+        self.scene, self.sub, self.rng = scene, sub, random.Random(seed * 1000 + sub.index)
+
+    def __call__(self, image: Path) -> Detections:
+        g = self.sub.to_global(int(image.stem))
+        present = self.scene.present(g)
+        self.rng.shuffle(present)
+        if not present:
+            return Detections.empty()
+        return Detections(
+            boxes=np.array([self.scene.box(i, g) for i in present], np.float32),
+            scores=np.full(len(present), 0.9, np.float32),
+            class_ids=np.zeros(len(present), np.int64),
+            class_names=tuple("square" for _ in present),
+        )

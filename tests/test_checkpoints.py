@@ -1,0 +1,77 @@
+"""Checkpoint resolution: names, random weights, paths, and clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sam2flow.io import checkpoints
+from sam2flow.io.checkpoints import CheckpointError, ManifestEntry
+
+
+def test_manifest_lists_the_official_models() -> None:
+    """The manifest names the four SAM2.1 checkpoints (with their configs) and YOLO11 weights."""
+    m = checkpoints.load_manifest()
+    for size, cfg in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l")):
+        e = m[f"sam2.1_hiera_{size}"]
+        assert e.kind == "sam2" and e.config == f"configs/sam2.1/sam2.1_hiera_{cfg}.yaml"
+        assert e.url.endswith(f"/092824/sam2.1_hiera_{size}.pt")
+    assert m["yolo11n"].kind == "yolo"
+
+
+def test_unreachable_download_fails_fast_naming_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A named checkpoint that is not cached and cannot be downloaded gives one message with the URL and the fix."""
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path))
+    entry = ManifestEntry(
+        "sam2.1_hiera_tiny", "sam2", "configs/sam2.1/sam2.1_hiera_t.yaml", "http://127.0.0.1:9/x.pt", None
+    )
+    monkeypatch.setattr(checkpoints, "load_manifest", lambda: {entry.name: entry})
+    with pytest.raises(CheckpointError) as err:
+        checkpoints.resolve("sam2.1_hiera_tiny", "sam2")
+    msg = str(err.value)
+    assert "http://127.0.0.1:9/x.pt" in msg and "copy the file to" in msg and "smoke.yaml" in msg
+    assert not list(tmp_path.rglob("*.pt*")), "no partial download is left behind"
+
+
+def test_hash_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A cached file whose sha256 differs from the manifest's is refused; an unknown hash is reported, not faked."""
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "x.pt").write_bytes(b"weights")
+    bad = ManifestEntry("m", "sam2", "c.yaml", "http://127.0.0.1:9/x.pt", "0" * 64)
+    monkeypatch.setattr(checkpoints, "load_manifest", lambda: {"m": bad})
+    with pytest.raises(CheckpointError, match="expected 0000"):
+        checkpoints.resolve("m", "sam2")
+    unknown = ManifestEntry("m", "sam2", "c.yaml", "http://127.0.0.1:9/x.pt", None)
+    monkeypatch.setattr(checkpoints, "load_manifest", lambda: {"m": unknown})
+    r = checkpoints.resolve("m", "sam2")
+    assert r.verified is False and len(r.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "match"),
+    [
+        ("no_such_model.pt", "sam2", "does not exist"),
+        ("random:not_a_model", "sam2", "unknown sam2 checkpoint"),
+        ("random:yolo11n", "sam2", "unknown sam2 checkpoint"),
+    ],
+)
+def test_bad_specs(spec: str, kind: str, match: str) -> None:
+    """Unknown names and missing files are rejected with a message saying what is accepted."""
+    with pytest.raises(CheckpointError, match=match):
+        checkpoints.resolve(spec, kind)  # type: ignore[arg-type]
+
+
+def test_random_checkpoints_load_through_the_real_loaders() -> None:
+    """random:<name> writes real checkpoint files that sam2's builder and ultralytics load (strictly)."""
+    from sam2flow.models.detector import YoloDetector
+    from sam2flow.models.segmenter import Sam2Segmenter
+
+    sam = checkpoints.resolve("random:sam2.1_hiera_tiny", "sam2")
+    yolo = checkpoints.resolve("random:yolo11n", "yolo")
+    assert sam.random_weights and yolo.random_weights and sam.path.is_file()
+    seg = Sam2Segmenter(sam, "cpu", image_size=256)
+    assert seg.image_size == 256
+    det = YoloDetector(yolo, "cpu", 1e-4, 0.7, 320, ["person"])
+    assert det.class_ids == [0] and det.names[0] == "person"

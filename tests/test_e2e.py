@@ -1,0 +1,181 @@
+"""End to end: the real process_video flow with the real SAM2 predictor and real YOLO (random weights, 256 px)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from sam2flow.config import PipelineConfig, load_config
+from sam2flow.core import rle
+from sam2flow.io.video import probe
+from tests.synth import Square, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+SQUARES = (
+    Square((230, 40, 40), y=60, x0=20, speed=3.0, size=50),
+    Square((40, 200, 60), y=150, x0=250, speed=-2.0, size=40, first=10),
+)
+
+
+def small_config(*extra: str) -> PipelineConfig:
+    """The smoke config, shortened so each run takes well under a minute on a 2-core CPU."""
+    return load_config(
+        SMOKE,
+        [
+            "chunking.length=32",
+            "chunking.overlap=16",
+            "detector.detect_every=16",
+            "segmenter.max_objects=2",
+            "prompts=[{frame: 0, box: [20, 60, 70, 110], class_name: square}]",
+            *extra,
+        ],
+    )
+
+
+def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  # type: ignore[type-arg]
+    """Every output exists and is consistent; returns the manifest."""
+    for name in ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json", "_SUCCESS"):
+        assert (out_dir / name).is_file(), name
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    src = probe(str(source))
+    assert manifest["random_weights"] is True
+    assert (
+        manifest["checkpoints"]["sam2"]["random_weights"] is True
+        and len(manifest["checkpoints"]["sam2"]["sha256"]) == 64
+    )
+    assert set(manifest["stages"]) >= {"prepare", "extract", "segment", "stitch", "render"}
+
+    masks = pq.read_table(out_dir / "masks.parquet").to_pylist()
+    assert masks, "no masks at all"
+    keys = [(r["frame"], r["track_id"]) for r in masks]
+    assert keys == sorted(set(keys)), "rows must be unique and sorted by (frame, track_id)"
+    for r in masks[:: max(1, len(masks) // 60)]:
+        m = rle.decode(r["rle"], r["height"], r["width"])
+        assert (r["height"], r["width"]) == (src.height, src.width)
+        assert int(m.sum()) == r["area"] > 0
+        assert tuple(r["bbox"]) == rle.bbox(m)
+        assert abs(r["time"] - r["frame"] / src.fps_float) < 1e-9
+    assert max(r["frame"] for r in masks) < expected_frames
+
+    tracks = pq.read_table(out_dir / "tracks.parquet").to_pylist()
+    assert [t["track_id"] for t in tracks] == list(range(1, len(tracks) + 1))
+    for t in tracks:
+        rows = [r for r in masks if r["track_id"] == t["track_id"]]
+        assert (
+            t["num_frames"] == len(rows)
+            and t["first_frame"] == rows[0]["frame"]
+            and t["last_frame"] == rows[-1]["frame"]
+        )
+        assert {r["class_name"] for r in rows} == {t["class_name"]}
+
+    parts = sorted((out_dir / "parts").rglob("*.parquet"))
+    assert len(parts) == len(manifest["subsequences"])
+    for part in parts:
+        assert pq.read_metadata(part).num_rows > 0, f"SAM2 produced no masks in {part.name}"
+
+    v = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_packets", "-show_entries",
+         "stream=codec_name,pix_fmt,r_frame_rate,nb_read_packets", "-of", "json", str(out_dir / "annotated.mp4")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stream = json.loads(v.stdout)["streams"][0]
+    assert stream["codec_name"] == "h264" and stream["pix_fmt"] == "yuv420p"
+    assert int(stream["nb_read_packets"]) == expected_frames
+    assert stream["r_frame_rate"] == src.fps if "/" in src.fps else stream["r_frame_rate"] == f"{src.fps}/1"
+    return manifest
+
+
+@pytest.mark.slow
+def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path) -> None:
+    """A synthetic clip runs end to end; running it again reuses every finished subsequence."""
+    from flows.process_video import process_video
+
+    clip = write_clip(tmp_path / "squares.mp4", frames=48, squares=SQUARES)
+    out = process_video(video=str(clip), out=str(tmp_path / "out"), config=small_config())
+    manifest = check_outputs(Path(out), 48, clip)
+    assert len(manifest["subsequences"]) == 2
+    assert manifest["stages"]["segment"]["reused"] == 0
+    masks_before = pq.read_table(Path(out) / "masks.parquet")
+
+    out2 = process_video(video=str(clip), out=str(tmp_path / "out"), config=small_config("render.alpha=0.2"))
+    assert out2 == out
+    manifest2 = check_outputs(Path(out2), 48, clip)
+    assert manifest2["stages"]["segment"]["reused"] == 2
+    assert pq.read_table(Path(out) / "masks.parquet").equals(masks_before)
+
+
+@pytest.mark.slow
+def test_flow_on_real_clip(prefect_harness: None, shared_video: Path, tmp_path: Path) -> None:
+    """A short real clip (the first 48 frames of bedroom.mp4) runs end to end with the smoke config."""
+    from flows.process_video import process_video
+
+    cfg = load_config(SMOKE, ["video.max_frames=48", "chunking.length=32", "segmenter.max_objects=2"])
+    out = process_video(video=str(shared_video), out=str(tmp_path / "out"), config=cfg)
+    manifest = check_outputs(Path(out), 48, shared_video)
+    assert manifest["frames_processed"] == 48
+    assert Path(out).name.startswith("bedroom-")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sam2flow.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _network_available(host: str = "dl.fbaipublicfiles.com") -> bool:
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def test_default_config_without_network_fails_fast(tmp_path: Path) -> None:
+    """With configs/default.yaml and no network, the run stops within seconds naming the URL, with no _SUCCESS."""
+    if _network_available():
+        pytest.skip("this machine can reach the checkpoint host; the test needs an offline machine such as CI")
+    clip = write_clip(tmp_path / "clip.mp4", frames=5)
+    t0 = time.perf_counter()
+    proc = _cli("run", str(clip), "--config", "configs/default.yaml", "--out", str(tmp_path / "out"),
+                env={"SAM2FLOW_CACHE": str(tmp_path / "empty-cache")})  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 2, proc.stderr
+    assert "dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt" in proc.stderr
+    assert "could not be downloaded" in proc.stderr
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+    assert not list((tmp_path).rglob("_SUCCESS"))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"), [(b"not a video at all", "not a readable video"), (None, "does not exist")]
+)
+def test_cli_bad_input_is_one_clear_error(tmp_path: Path, content: bytes | None, match: str) -> None:
+    """A non-video or missing input exits 2 with one message naming the file, and leaves no _SUCCESS."""
+    bad = tmp_path / "broken.mp4"
+    if content is not None:
+        bad.write_bytes(content)
+    proc = _cli("run", str(bad), "--config", str(SMOKE), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and match in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("_SUCCESS"))
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["probe"], ["config"], ["checkpoints"], ["checkpoints", "random"]])
+def test_help(args: list[str]) -> None:
+    """The command and each subcommand explain themselves."""
+    proc = _cli(*args, "--help")
+    assert proc.returncode == 0 and "Usage" in proc.stdout and len(proc.stdout) > 200

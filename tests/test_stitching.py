@@ -1,0 +1,153 @@
+"""Stitching: the real prompting, part-file and stitching code driven by the replay test doubles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sam2flow.config import load_config
+from sam2flow.core import rle
+from sam2flow.core.planning import plan_subsequences
+from sam2flow.core.stitching import assign_track_ids, match_boundary
+from sam2flow.core.types import LocalObjId
+from sam2flow.segment import segment_subsequence
+from sam2flow.stitch import stitch_parts
+from tests.replay import ReplayDetector, ReplaySegmenter, Scene
+from tests.synth import Square
+
+FRAMES, LENGTH, OVERLAP, EVERY = 100, 32, 16, 8
+SCENE = Scene(
+    (
+        Square((255, 0, 0), y=10, x0=0, speed=1.5, size=20),  # crosses every boundary
+        Square((0, 255, 0), y=40, x0=150, speed=-1.0, size=18, first=40),  # appears late, at a keyframe
+        Square((0, 0, 255), y=70, x0=20, speed=0.5, size=24, last=50),  # disappears early, inside an overlap
+        Square((255, 255, 0), y=90, x0=60, speed=1.0, size=16, first=70, last=90),  # comes and goes mid-video
+    )
+)
+
+
+def run_replay(tmp: Path, seed: int) -> Path:
+    """Segment every subsequence with the replay doubles, then stitch; returns masks.parquet."""
+    cfg = load_config(
+        None, [f"chunking.length={LENGTH}", f"chunking.overlap={OVERLAP}", f"detector.detect_every={EVERY}"]
+    )
+    plan = plan_subsequences(FRAMES, LENGTH, OVERLAP)
+    parts = []
+    for sub in plan:
+        uri = str(tmp / f"part-{sub.index}.parquet")
+        segment_subsequence(
+            ReplaySegmenter(SCENE, sub), ReplayDetector(SCENE, sub, seed), tmp / f"{sub.index:05d}", sub, cfg, uri
+        )
+        parts.append(uri)
+    masks = tmp / "masks.parquet"
+    stitch_parts(
+        plan, parts, "synthetic", 24.0, SCENE.height, SCENE.width, 0.5, str(masks), str(tmp / "tracks.parquet")
+    )
+    return masks
+
+
+def gt_of_row(frame: int, counts: str) -> int:
+    """Which ground-truth square a row's mask is (exact match)."""
+    mask = rle.decode(counts, SCENE.height, SCENE.width)
+    hits = [i for i in SCENE.present(frame) if np.array_equal(SCENE.mask(i, frame), mask)]
+    assert len(hits) == 1, f"frame {frame}: mask matches {hits}"
+    return hits[0]
+
+
+def first_keyframe_at_or_after(frame: int) -> int:
+    """The first frame at which some subsequence's detector runs, at or after ``frame``."""
+    keys = {s.start + k for s in plan_subsequences(FRAMES, LENGTH, OVERLAP) for k in range(0, s.length, EVERY)}
+    return min(k for k in keys if k >= frame)
+
+
+def test_every_object_keeps_one_track_id(tmp_path: Path) -> None:
+    """Objects crossing boundaries, appearing late and leaving early each keep one id; ids differ between objects."""
+    table = pq.read_table(run_replay(tmp_path, seed=0)).to_pylist()
+    tracks_of: dict[int, set[int]] = {}
+    frames_of: dict[int, set[int]] = {}
+    for row in table:
+        gt = gt_of_row(row["frame"], row["rle"])
+        tracks_of.setdefault(gt, set()).add(row["track_id"])
+        frames_of.setdefault(gt, set()).add(row["frame"])
+    assert set(tracks_of) == {0, 1, 2, 3}
+    assert all(len(t) == 1 for t in tracks_of.values()), tracks_of
+    assert len({next(iter(t)) for t in tracks_of.values()}) == 4
+    for gt, sq in enumerate(SCENE.squares):
+        expected = set(range(first_keyframe_at_or_after(sq.first), min(sq.last, FRAMES - 1) + 1))
+        assert frames_of[gt] == expected, f"object {gt} is missing frames {sorted(expected - frames_of[gt])}"
+    # One row per (frame, track), sorted; ids numbered 1.. by first appearance.
+    keys = [(r["frame"], r["track_id"]) for r in table]
+    assert keys == sorted(set(keys))
+    first = {}
+    for r in table:
+        first.setdefault(r["track_id"], r["frame"])
+    assert sorted(first) == [1, 2, 3, 4]
+    assert [first[t] for t in sorted(first)] == sorted(first.values())
+
+
+def test_tracks_table_matches_masks(tmp_path: Path) -> None:
+    """tracks.parquet rows agree with the mask rows of each track."""
+    masks = pq.read_table(run_replay(tmp_path, seed=0)).to_pylist()
+    tracks = pq.read_table(tmp_path / "tracks.parquet").to_pylist()
+    for t in tracks:
+        rows = [r for r in masks if r["track_id"] == t["track_id"]]
+        assert t["num_frames"] == len(rows)
+        assert t["first_frame"] == min(r["frame"] for r in rows)
+        assert t["last_frame"] == max(r["frame"] for r in rows)
+        assert t["class_name"] == "square"
+
+
+def test_permuting_local_ids_changes_nothing(tmp_path: Path) -> None:
+    """Shuffling detection order (so local ids differ in every subsequence) gives an identical masks.parquet."""
+    a = pq.read_table(run_replay(tmp_path / "a", seed=0))
+    b = pq.read_table(run_replay(tmp_path / "b", seed=7))
+
+    def local_ids(run: str) -> dict[tuple[int, int, str], int]:
+        out = {}
+        for part in sorted((tmp_path / run).glob("part-*.parquet")):
+            for r in pq.read_table(part).to_pylist():
+                out[(int(part.stem.split("-")[1]), r["frame"], r["rle"])] = r["obj_id"]
+        return out
+
+    assert local_ids("a") != local_ids("b"), "the shuffle should have changed local ids"
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "threshold", "expected"),
+    [
+        # identical masks match; a disjoint one does not
+        ({0: {1: "a"}}, {0: {5: "a"}}, 0.5, [(1, 5)]),
+        ({0: {1: "a"}}, {0: {5: "b"}}, 0.5, []),
+        # present together on one of two frames: mean IoU 0.5, below a 0.6 threshold
+        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, []),
+        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.5, [(1, 5)]),
+        # two candidates for one object: one-to-one keeps the best only
+        ({0: {1: "a", 2: "c"}}, {0: {5: "a"}}, 0.1, [(1, 5)]),
+    ],
+)
+def test_match_boundary_table(left, right, threshold, expected) -> None:  # type: ignore[no-untyped-def]
+    """Boundary matching is one-to-one by mean IoU over the overlap, with a threshold."""
+    masks = {"a": (0, 4), "b": (6, 10), "c": (3, 8)}
+    enc = {}
+    for name, (x0, x1) in masks.items():
+        m = np.zeros((4, 10), bool)
+        m[:, x0:x1] = True
+        enc[name] = rle.encode(m)
+    lft = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in left.items()}
+    rgt = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in right.items()}
+    got = match_boundary(0, 1, lft, rgt, [0, 1], 4, 10, threshold)
+    assert [(m.left[1], m.right[1]) for m in got] == expected
+
+
+def test_track_numbering_ignores_local_ids() -> None:
+    """Tracks are numbered by first appearance, ties broken by the object's own box, not its local id."""
+    first = {(0, LocalObjId(0)): (0, 50.0, 0.0, 60.0, 10.0, "x"), (0, LocalObjId(1)): (0, 10.0, 0.0, 20.0, 10.0, "y")}
+    swapped = {(0, LocalObjId(1)): first[(0, LocalObjId(0))], (0, LocalObjId(0)): first[(0, LocalObjId(1))]}
+    a = assign_track_ids(first, [])
+    b = assign_track_ids(swapped, [])
+    assert a[(0, LocalObjId(1))] == 1 and a[(0, LocalObjId(0))] == 2
+    assert b[(0, LocalObjId(0))] == 1 and b[(0, LocalObjId(1))] == 2

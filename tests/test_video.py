@@ -1,0 +1,62 @@
+"""Probing and frame-accurate extraction with the real ffmpeg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam2flow.core.planning import plan_subsequences
+from sam2flow.io.video import VideoError, extract_subsequence, iter_frames, probe
+from tests.synth import read_index, write_clip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 75-frame clip whose frames carry their own index."""
+    return write_clip(tmp_path_factory.mktemp("clip") / "index.mp4", frames=75, fps=25)
+
+
+def test_probe(clip: Path) -> None:
+    """ffprobe facts of the synthetic clip."""
+    info = probe(str(clip))
+    assert (info.width, info.height, info.num_frames, info.fps) == (320, 240, 75, "25")
+    assert info.constant_frame_rate
+    assert abs(info.duration - 3.0) < 0.05
+
+
+def test_every_extracted_jpeg_is_the_right_frame(clip: Path, tmp_path: Path) -> None:
+    """Each subsequence's 00000.jpg … are exactly its global frames, at boundaries and in the last partial one."""
+    info = probe(str(clip))
+    plan = plan_subsequences(info.num_frames, 32, 16)
+    assert plan[-1].length < 32  # a partial last subsequence is covered
+    for sub in plan:
+        out = tmp_path / f"{sub.index:05d}"
+        assert extract_subsequence(str(clip), info, sub, out) == sub.length
+        names = sorted(p.name for p in out.glob("*.jpg"))
+        assert names == [f"{i:05d}.jpg" for i in range(sub.length)]
+        got = [read_index(np.asarray(Image.open(out / n).convert("RGB"))) for n in names]
+        assert got == list(range(sub.start, sub.stop)), f"subsequence {sub.index}"
+
+
+def test_iter_frames_in_order(clip: Path) -> None:
+    """The decoded stream yields every frame in order, and honours a frame limit."""
+    info = probe(str(clip))
+    assert [read_index(f) for f in iter_frames(str(clip), info)] == list(range(75))
+    assert len(list(iter_frames(str(clip), info, max_frames=10))) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(None, "does not exist"), (b"this is not a video", "not a readable video"), (b"", "not a readable video")],
+)
+def test_bad_input_gives_one_clear_error(tmp_path: Path, content: bytes | None, match: str) -> None:
+    """Missing, non-video and empty files are rejected with the file's name in the message."""
+    path = tmp_path / "input.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VideoError, match=match) as err:
+        probe(str(path))
+    assert str(path) in str(err.value)
