@@ -77,6 +77,11 @@ class ManualPrompt(_Section):
     """An object given by hand: points with labels (1 positive, 0 negative) and/or a box, on one global frame."""
 
     frame: int = Field(0, ge=0, description="Global frame index of the prompt.")
+    obj_id: Annotated[int | None, Field(ge=0)] = Field(
+        None,
+        description="Prompts with the same obj_id are one object (e.g. corrections on later frames); "
+        "each prompt without one is a new object.",
+    )
     points: list[tuple[float, float]] = Field(default_factory=list, description="Points [x, y] in source pixels.")
     labels: list[Literal[0, 1]] = Field(
         default_factory=list, description="One label per point: 1 positive, 0 negative."

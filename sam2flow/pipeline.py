@@ -200,6 +200,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
         cfg.stitching.iou_threshold,
         job.output("masks.parquet"),
         job.output("tracks.parquet"),
+        metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
     )
     log.info(
         "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
@@ -221,8 +222,9 @@ def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         log.info("render: frame %d/%d", done, total)
 
+    banner = "RANDOM WEIGHTS - masks are meaningless" if job.random_weights else None
     frames = render_video(
-        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress
+        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress, banner
     )
     storage.upload(local, job.output("annotated.mp4"))
     local.unlink()

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -66,24 +66,32 @@ def keyframes(length: int, detect_every: int | None) -> list[int]:
 
 def manual_prompts_for(
     cfg: PipelineConfig, sub: Subsequence, names: dict[int, str] | None
-) -> dict[int, list[ObjectPrompt]]:
-    """The config's manual prompts that fall inside ``sub``, by local frame (local ids are assigned later)."""
+) -> dict[int, list[tuple[str, ObjectPrompt]]]:
+    """The config's manual prompts inside ``sub``, by local frame, each with the key of the object it describes.
+
+    Prompts sharing an ``obj_id`` share a key (one object); any other prompt is an object of its own. Local ids are
+    assigned when the prompt is added.
+    """
     by_name = {v: k for k, v in (names or {}).items()}
-    out: dict[int, list[ObjectPrompt]] = {}
-    for p in cfg.prompts:
+    out: dict[int, list[tuple[str, ObjectPrompt]]] = {}
+    for n, p in enumerate(cfg.prompts):
         if not sub.contains(p.frame):
             continue
         local = sub.to_local(p.frame)
+        key = f"id:{p.obj_id}" if p.obj_id is not None else f"prompt:{n}"
         out.setdefault(local, []).append(
-            ObjectPrompt(
-                local_id=LocalObjId(-1),
-                frame=local,
-                class_id=by_name.get(p.class_name, -1),
-                class_name=p.class_name,
-                points=tuple((float(x), float(y)) for x, y in p.points),
-                labels=tuple(int(v) for v in p.labels),
-                box=p.box,
-                source="manual",
+            (
+                key,
+                ObjectPrompt(
+                    local_id=LocalObjId(-1),
+                    frame=local,
+                    class_id=by_name.get(p.class_name, -1),
+                    class_name=p.class_name,
+                    points=tuple((float(x), float(y)) for x, y in p.points),
+                    labels=tuple(int(v) for v in p.labels),
+                    box=p.box,
+                    source="manual",
+                ),
             )
         )
     return out
@@ -145,6 +153,7 @@ def segment_subsequence(
     manual = manual_prompts_for(cfg, sub, class_names)
     prompt_frames = sorted(set(keyframes(sub.length, det_cfg.detect_every) if use_detector else []) | set(manual))
     classes: dict[LocalObjId, tuple[int, str]] = {}
+    manual_ids: dict[str, LocalObjId] = {}
     stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
     pending: list[MaskRow] = []
 
@@ -172,20 +181,16 @@ def segment_subsequence(
                     held = fm
             budget = cfg.segmenter.max_objects - len(classes)
             new: list[ObjectPrompt] = []
-            for p in manual.get(k, [])[: max(budget, 0)]:
-                new.append(
-                    ObjectPrompt(
-                        local_id=LocalObjId(len(classes) + len(new)),
-                        frame=k,
-                        class_id=p.class_id,
-                        class_name=p.class_name,
-                        points=p.points,
-                        labels=p.labels,
-                        box=p.box,
-                        source="manual",
-                    )
-                )
-            budget -= len(new)
+            fresh = 0  # prompts in `new` that start a new object (the others correct a known one)
+            for key, p in manual.get(k, []):
+                local_id = manual_ids.get(key)
+                if local_id is None:
+                    if fresh >= budget:
+                        continue
+                    local_id = manual_ids[key] = LocalObjId(len(classes) + fresh)
+                    fresh += 1
+                new.append(replace(p, local_id=local_id))
+            budget -= fresh
             if use_detector and budget > 0 and k in keyframes(sub.length, det_cfg.detect_every):
                 assert detector is not None
                 dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
@@ -196,18 +201,18 @@ def segment_subsequence(
                     dets,
                     taken,
                     frame=k,
-                    next_id=len(classes) + len(new),
+                    next_id=len(classes) + fresh,
                     max_new=min(budget, det_cfg.max_objects_per_keyframe),
                     duplicate_iou=det_cfg.duplicate_iou,
                 )
             for p in new:
-                classes[p.local_id] = (p.class_id, p.class_name)
+                classes.setdefault(p.local_id, (p.class_id, p.class_name))
                 held = session.add(p)
             if held is not None:
                 emit(held)
             if new:
                 log.info(
-                    "subsequence %d: frame %d: %d new object(s) (%d in all)",
+                    "subsequence %d: frame %d: %d prompt(s) added (%d object(s) in all)",
                     sub.index,
                     sub.to_global(k),
                     len(new),

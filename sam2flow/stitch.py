@@ -49,11 +49,13 @@ def stitch_parts(
     iou_threshold: float,
     masks_uri: str,
     tracks_uri: str,
+    metadata: dict[str, str] | None = None,
 ) -> StitchResult:
     """Match objects across boundaries, assign track ids and write the final tables.
 
     Every frame is taken from exactly one subsequence (`owned_ranges`), so masks.parquet has one row per
     (frame, track). Each track's class is the class most of its rows carry (ties: smallest class id).
+    ``metadata`` is added to both files' Parquet key-value metadata (e.g. ``random_weights``).
     """
     if len(plan) != len(part_uris):
         raise ValueError("one part file per subsequence is needed")
@@ -87,7 +89,11 @@ def stitch_parts(
 
     stats: dict[TrackId, list[float]] = {}  # first, last, count, score sum
     frames_with_masks = 0
-    with ParquetSink(masks_uri, MASKS_SCHEMA) as sink:
+    masks_schema, tracks_schema = (
+        s.with_metadata({**(s.metadata or {}), **{k.encode(): v.encode() for k, v in (metadata or {}).items()}})
+        for s in (MASKS_SCHEMA, TRACKS_SCHEMA)
+    )
+    with ParquetSink(masks_uri, masks_schema) as sink:
         for sub, uri, frames in zip(plan, part_uris, owned):
             t = _read_range(uri, frames)
             if t.num_rows == 0:
@@ -123,7 +129,7 @@ def stitch_parts(
             )
         rows = sink.rows
     order = sorted(stats)
-    with ParquetSink(tracks_uri, TRACKS_SCHEMA) as tsink:
+    with ParquetSink(tracks_uri, tracks_schema) as tsink:
         tsink.write(
             table_from_columns(
                 {

@@ -151,3 +151,24 @@ def test_track_numbering_ignores_local_ids() -> None:
     b = assign_track_ids(swapped, [])
     assert a[(0, LocalObjId(1))] == 1 and a[(0, LocalObjId(0))] == 2
     assert b[(0, LocalObjId(0))] == 1 and b[(0, LocalObjId(1))] == 2
+
+
+def test_manual_prompts_with_and_without_obj_id(tmp_path: Path) -> None:
+    """Prompts sharing an obj_id are one object (a correction on a later frame); other prompts are new objects."""
+    a, c = SCENE.box(0, 0), SCENE.box(2, 0)
+    prompts = (
+        f"prompts=[{{frame: 0, obj_id: 7, box: {list(a)}, class_name: red}},"
+        f" {{frame: 10, obj_id: 7, box: {list(SCENE.box(0, 10))}, class_name: red}},"
+        f" {{frame: 0, box: {list(c)}, class_name: blue}}]"
+    )
+    cfg = load_config(None, ["detector.enabled=false", prompts])
+    sub = plan_subsequences(FRAMES, LENGTH, OVERLAP)[0]
+    uri = str(tmp_path / "part.parquet")
+    stats = segment_subsequence(ReplaySegmenter(SCENE, sub), None, tmp_path, sub, cfg, uri)
+    rows = pq.read_table(uri).to_pylist()
+    assert stats.objects == 2
+    by_obj = {}
+    for r in rows:
+        by_obj.setdefault(r["obj_id"], set()).add((r["class_name"], gt_of_row(r["frame"], r["rle"])))
+    assert sorted(by_obj.values(), key=str) == sorted([{("red", 0)}, {("blue", 2)}], key=str)
+    assert min(r["frame"] for r in rows) == 0 and {r["class_id"] for r in rows} == {-1}

@@ -77,8 +77,11 @@ def render_video(
     out_path: Path,
     cfg: RenderConfig,
     progress: Callable[[int, int], None] | None = None,
+    banner: str | None = None,
 ) -> int:
     """Stream the source video and masks.parquet (sorted by frame) into an H.264 file at the source fps.
+
+    ``banner`` is written in the bottom-left corner of every frame (used to mark random-weight runs).
 
     Returns:
         The number of frames written (``num_frames`` unless the source decodes fewer).
@@ -94,7 +97,11 @@ def render_video(
                 if pending[0] == i:
                     drawn = pending[1]
                 pending = next(rows, None)
-            proc.stdin.write(draw(frame, drawn, cfg).tobytes() if drawn else frame.tobytes())
+            out = draw(frame, drawn, cfg) if drawn else frame
+            if banner:
+                out = out.copy() if out is frame else out
+                cv2.putText(out, banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)
+            proc.stdin.write(out.tobytes())
             written += 1
             if progress is not None and (written % 50 == 0 or written == num_frames):
                 progress(written, num_frames)
