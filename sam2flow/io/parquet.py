@@ -14,19 +14,20 @@ from sam2flow.io import storage
 
 BBOX = pa.list_(pa.float32(), 4)
 
+_MASK_FIELDS = [
+    pa.field("class_id", pa.int32(), nullable=False),
+    pa.field("class_name", pa.string(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+    pa.field("bbox", BBOX, nullable=False),
+    pa.field("area", pa.int64(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("rle", pa.string(), nullable=False),
+]
+"""What every mask row carries, in part files and in masks.parquet alike."""
+
 PART_SCHEMA = pa.schema(
-    [
-        pa.field("frame", pa.int64(), nullable=False),
-        pa.field("obj_id", pa.int32(), nullable=False),
-        pa.field("class_id", pa.int32(), nullable=False),
-        pa.field("class_name", pa.string(), nullable=False),
-        pa.field("score", pa.float32(), nullable=False),
-        pa.field("bbox", BBOX, nullable=False),
-        pa.field("area", pa.int64(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("rle", pa.string(), nullable=False),
-    ],
+    [pa.field("frame", pa.int64(), nullable=False), pa.field("obj_id", pa.int32(), nullable=False), *_MASK_FIELDS],
     metadata={"sam2flow": "part"},
 )
 """One subsequence's masks: one row per (global frame, local object)."""
@@ -37,14 +38,7 @@ MASKS_SCHEMA = pa.schema(
         pa.field("frame", pa.int64(), nullable=False),
         pa.field("time", pa.float64(), nullable=False),
         pa.field("track_id", pa.int32(), nullable=False),
-        pa.field("class_id", pa.int32(), nullable=False),
-        pa.field("class_name", pa.string(), nullable=False),
-        pa.field("score", pa.float32(), nullable=False),
-        pa.field("bbox", BBOX, nullable=False),
-        pa.field("area", pa.int64(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("rle", pa.string(), nullable=False),
+        *_MASK_FIELDS,
     ],
     metadata={"sam2flow": "masks", "bbox": "x0,y0,x1,y1 in source pixels", "rle": "COCO compressed counts"},
 )
