@@ -110,6 +110,33 @@ def run(
 
 
 @app.command()
+def stitch(
+    run_dir: Annotated[str, typer.Argument(help="The output folder of a run: OUT/<video_id> (local path or URI).")],
+    iou: Annotated[
+        float | None, typer.Option("--iou", help="New stitching.iou_threshold (mean mask IoU over the overlap).")
+    ] = None,
+    set_: SetOpt = None,
+    render: Annotated[
+        bool, typer.Option("--render", help="Also re-render annotated.mp4 with the new track ids.")
+    ] = False,
+) -> None:
+    """Rebuild masks.parquet and tracks.parquet from the run's part files, without running any model.
+
+    Only stitching.* and render.* settings can change. Without --render, annotated.mp4 keeps the old track ids and
+    the manifest marks it stale.
+    """
+    from sam2flow import pipeline
+
+    _setup_logging(False)
+    overrides = list(set_ or []) + ([f"stitching.iou_threshold={iou}"] if iou is not None else [])
+    try:
+        result = pipeline.restitch(run_dir, overrides, rerender=render)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    typer.secho(f"{result['tracks']} track(s), {result['rows']} mask rows → {run_dir}", fg=typer.colors.GREEN)
+
+
+@app.command()
 def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> None:
     """Print what ffprobe says about a video (frames, size, fps) as JSON."""
     from sam2flow.io.video import VideoError

@@ -248,6 +248,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
+    return _apply(data, overrides, source)
+
+
+def with_overrides(cfg: PipelineConfig, overrides: list[str] | None) -> PipelineConfig:
+    """A copy of ``cfg`` with ``section.key=value`` overrides applied and validated."""
+    return _apply(cfg.model_dump(mode="json"), overrides, "config")
+
+
+def _apply(data: dict[str, Any], overrides: list[str] | None, source: str) -> PipelineConfig:
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(data, key, value)

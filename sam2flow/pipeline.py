@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sam2flow.config import PipelineConfig
+from sam2flow.config import ConfigError, PipelineConfig, with_overrides
 from sam2flow.core.planning import plan_subsequences
 from sam2flow.core.types import Subsequence
 from sam2flow.io import checkpoints, storage
@@ -263,6 +263,7 @@ def finalize(job: VideoJob, cfg: PipelineConfig, stages: dict[str, Any]) -> str:
     manifest: dict[str, Any] = {
         "video_id": job.video_id,
         "input": job.video,
+        "local_input": job.local_video,
         "probe": job.info.to_dict(),
         "frames_processed": job.num_frames,
         "subsequences": [asdict(s) for s in job.plan],
@@ -283,3 +284,70 @@ def finalize(job: VideoJob, cfg: PipelineConfig, stages: dict[str, Any]) -> str:
     if not cfg.output.keep_frames:
         shutil.rmtree(job.work_dir, ignore_errors=True)
     return job.out_dir
+
+
+def _checkpoint_from_record(rec: dict[str, Any] | None) -> ResolvedCheckpoint | None:
+    if rec is None:
+        return None
+    return ResolvedCheckpoint(
+        rec["spec"], Path(rec["path"]), None, bool(rec["random_weights"]), rec["sha256"], bool(rec["verified"])
+    )
+
+
+def load_job(out_dir: str) -> tuple[VideoJob, PipelineConfig, dict[str, Any]]:
+    """Rebuild a run's job, config and manifest from ``OUT/<video_id>/manifest.json`` (no model is loaded).
+
+    Raises:
+        FileNotFoundError: When the folder has no manifest or a part file is missing.
+    """
+    uri = storage.join(out_dir, "manifest.json")
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{uri} does not exist: give the output folder of a finished run (OUT/<video_id>)")
+    m = json.loads(storage.read_bytes(uri))
+    cfg = PipelineConfig.model_validate(m["config"])
+    sam2 = _checkpoint_from_record(m["checkpoints"]["sam2"])
+    assert sam2 is not None
+    job = VideoJob(
+        video=m["input"],
+        local_video=m.get("local_input", m["input"]),
+        video_id=m["video_id"],
+        out_dir=out_dir.rstrip("/"),
+        work_dir=tempfile.mkdtemp(prefix="sam2flow-restitch-"),
+        info=VideoProbe(**m["probe"]),
+        num_frames=int(m["frames_processed"]),
+        plan=tuple(Subsequence(**s) for s in m["subsequences"]),
+        config_digest=m["config_digest"],
+        sam2=sam2,
+        yolo=_checkpoint_from_record(m["checkpoints"]["yolo"]),
+    )
+    missing = [job.part_uri(i) for i in range(len(job.plan)) if not part_done(job, i)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} part file(s) missing, e.g. {missing[0]}: run `sam2flow run` again")
+    return job, cfg, m
+
+
+def restitch(out_dir: str, overrides: list[str] | None = None, rerender: bool = False) -> dict[str, Any]:
+    """Rebuild masks.parquet and tracks.parquet (and, if asked, annotated.mp4) from a run's part files.
+
+    Only stitching and render settings may change; no model runs. ``_SUCCESS`` is removed first and written again
+    last, so an interrupted re-stitch never looks complete.
+
+    Raises:
+        ConfigError: When an override would change the segmentation (the part files would no longer match).
+    """
+    job, old_cfg, manifest = load_job(out_dir)
+    cfg = with_overrides(old_cfg, overrides)
+    if cfg.digest() != job.config_digest:
+        raise ConfigError(
+            "re-stitching can only change stitching.* and render.* settings; run `sam2flow run` for the others"
+        )
+    storage.remove(job.output(SUCCESS))
+    stages = dict(manifest.get("stages", {}))
+    stages["stitch"] = stitch(job, cfg)
+    if rerender:
+        stages["render"] = render(job, cfg)
+    elif cfg.render.enabled:
+        stages["render"] = {**stages.get("render", {}), "stale": True}
+    stages["restitched"] = True
+    finalize(job, cfg, stages)
+    return dict(stages["stitch"])

@@ -114,6 +114,27 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     assert manifest2["stages"]["segment"]["reused"] == 2
     assert pq.read_table(Path(out) / "masks.parquet").equals(masks_before)
 
+    # Re-stitching from the part files with the same threshold reproduces the result, without loading any model.
+    code = (
+        "import sys; from sam2flow.pipeline import restitch; restitch(sys.argv[1]);"
+        "bad = [m for m in ('torch', 'sam2', 'ultralytics', 'prefect') if m in sys.modules]; sys.exit(bool(bad))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(Path(out) / "masks.parquet").equals(masks_before)
+    restitched = check_outputs(Path(out), 48, clip)
+    assert restitched["stages"]["restitched"] is True
+    # A threshold above every match splits each track at every boundary: more tracks, same rows.
+    proc = _cli("stitch", out, "--iou", "1.0", "--render")
+    assert proc.returncode == 0, proc.stderr
+    split = pq.read_table(Path(out) / "masks.parquet")
+    assert split.num_rows == masks_before.num_rows
+    assert len(set(split["track_id"].to_pylist())) > len(set(masks_before["track_id"].to_pylist()))
+    check_outputs(Path(out), 48, clip)
+    # Segmentation settings cannot change without re-running the models.
+    proc = _cli("stitch", out, "--set", "detector.confidence=0.5")
+    assert proc.returncode == 2 and "only change stitching" in proc.stderr
+
 
 @pytest.mark.slow
 def test_flow_on_real_clip(prefect_harness: None, shared_video: Path, tmp_path: Path) -> None:
