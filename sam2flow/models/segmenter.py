@@ -60,6 +60,12 @@ class Sam2Segmenter:
         )
         self.image_size = int(self.predictor.image_size)
         self.offload_video_to_cpu = offload_video_to_cpu
+        p = self.predictor
+        # How far back tracking reads: object pointers of the last max_obj_ptrs_in_encoder frames and mask memories
+        # of the last num_maskmem strided frames. Older per-frame outputs are never read again and are released.
+        self.memory_window: int | None = max(
+            int(p.max_obj_ptrs_in_encoder), int(p.num_maskmem) * int(p.memory_temporal_stride_for_eval)
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.device.type == "cuda":
@@ -114,6 +120,18 @@ class Sam2Session:
             self._state, start_frame_idx=start, max_frame_num_to_track=stop - start
         ):
             yield self._frame_masks(frame, obj_ids, logits)
+            self._release_before(frame - (self._seg.memory_window or frame + 1))
+
+    def _release_before(self, frame: int) -> None:
+        """Drop per-frame tracking outputs older than ``frame`` (prompted frames are kept: they stay in memory)."""
+        for per_obj in self._state["output_dict_per_obj"].values():
+            old = per_obj["non_cond_frame_outputs"]
+            for f in [f for f in old if f < frame]:
+                del old[f]
+
+    def retained_frames(self) -> int:
+        """Largest number of per-frame tracking outputs any object holds (for memory tests)."""
+        return max((len(o["non_cond_frame_outputs"]) for o in self._state["output_dict_per_obj"].values()), default=0)
 
     def _object_score(self, obj_idx: int, frame: int) -> float:
         for store in (self._state["temp_output_dict_per_obj"], self._state["output_dict_per_obj"]):
