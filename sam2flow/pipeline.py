@@ -92,6 +92,10 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     out_dir = storage.join(out, video_id)
     storage.makedirs(out_dir)
     storage.remove(storage.join(out_dir, SUCCESS))
+    # Half-written part files of a killed run (never reused: only complete files have their final name).
+    fs, parts = storage.filesystem(storage.join(out_dir, "parts", cfg.digest()))
+    for stale in fs.glob(f"{parts}/*.tmp-*"):
+        fs.rm(stale)
     work = Path(cfg.output.work_dir or tempfile.gettempdir()) / "sam2flow-frames" / video_id / cfg.digest()
     job = VideoJob(
         video=video,
