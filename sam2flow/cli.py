@@ -137,6 +137,33 @@ def stitch(
 
 
 @app.command()
+def evaluate(
+    pred: Annotated[str, typer.Argument(help="A run's output folder (OUT/<video_id>) or its masks.parquet.")],
+    gt: Annotated[Path, typer.Argument(help="Ground truth: a DAVIS folder of indexed PNGs, or a MOT .txt file.")],
+    frames: Annotated[
+        int | None, typer.Option("--frames", help="Frames in the video (default: the last seen).")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
+) -> None:
+    """Score tracks against ground truth: HOTA, DetA, AssA, IDF1, ID switches, MOTA, and J&F for masks (TrackEval).
+
+    Evaluation is class-agnostic. DAVIS ground truth (one indexed PNG per frame, 0 background, 255 void) is
+    compared by mask IoU; MOT ground truth (frame,id,x,y,w,h with frames from 1) by box IoU.
+    """
+    from sam2flow.evaluate import EvaluationError
+    from sam2flow.evaluate import evaluate as run_evaluation
+
+    try:
+        metrics = run_evaluation(pred, gt, frames)
+    except EvaluationError as exc:
+        _fail(str(exc))
+    for key, value in metrics.items():
+        typer.echo(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(metrics, indent=2))
+
+
+@app.command()
 def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> None:
     """Print what ffprobe says about a video (frames, size, fps) as JSON."""
     from sam2flow.io.video import VideoError

@@ -14,13 +14,14 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
-from sam2flow.core.prompts import filter_detections, new_object_prompts
+from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
 from sam2flow.io.parquet import PART_SCHEMA, ParquetSink, part_table
 
 log = logging.getLogger(__name__)
 
 FLUSH_FRAMES = 32
+CANDIDATES_PER_NEW = 3  # detections tried (each costs one SAM2 decoder pass) per object a keyframe may add
 
 
 class Session(Protocol):
@@ -34,6 +35,8 @@ class Session(Protocol):
     def object_ids(self) -> list[LocalObjId]: ...
 
     def add(self, prompt: ObjectPrompt) -> FrameMasks: ...
+
+    def remove(self, obj_id: LocalObjId) -> None: ...
 
     def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]: ...
 
@@ -191,31 +194,47 @@ def segment_subsequence(
                     fresh += 1
                 new.append(replace(p, local_id=local_id))
             budget -= fresh
-            if use_detector and budget > 0 and k in keyframes(sub.length, det_cfg.detect_every):
-                assert detector is not None
-                dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
-                taken = np.concatenate(
-                    [_boxes(held), np.array([p.box for p in new if p.box], np.float32).reshape(-1, 4)]
-                )
-                new += new_object_prompts(
-                    dets,
-                    taken,
-                    frame=k,
-                    next_id=len(classes) + fresh,
-                    max_new=min(budget, det_cfg.max_objects_per_keyframe),
-                    duplicate_iou=det_cfg.duplicate_iou,
-                )
             for p in new:
                 classes.setdefault(p.local_id, (p.class_id, p.class_name))
                 held = session.add(p)
+            added = len(new)
+            if use_detector and budget > 0 and k in keyframes(sub.length, det_cfg.detect_every):
+                assert detector is not None
+                cap = min(budget, det_cfg.max_objects_per_keyframe)
+                dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
+                # Cheap first pass on boxes; then each candidate's own SAM2 mask is compared with the tracked ones.
+                candidates = new_object_prompts(
+                    dets,
+                    _boxes(held),
+                    frame=k,
+                    next_id=0,
+                    max_new=CANDIDATES_PER_NEW * cap,
+                    duplicate_iou=det_cfg.duplicate_iou,
+                )
+                accepted = 0
+                for c in candidates:
+                    if accepted >= cap:
+                        break
+                    c = replace(c, local_id=LocalObjId(len(classes)))
+                    fm = session.add(c)
+                    mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
+                    others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
+                    blank = np.zeros(fm.masks.shape[1:], bool)
+                    if is_duplicate_mask(blank if mine is None else fm.masks[mine], others, det_cfg.duplicate_iou):
+                        session.remove(c.local_id)
+                        continue
+                    classes[c.local_id] = (c.class_id, c.class_name)
+                    held = fm
+                    accepted += 1
+                added += accepted
             if held is not None:
                 emit(held)
-            if new:
+            if added:
                 log.info(
                     "subsequence %d: frame %d: %d prompt(s) added (%d object(s) in all)",
                     sub.index,
                     sub.to_global(k),
-                    len(new),
+                    added,
                     len(classes),
                 )
             done = k

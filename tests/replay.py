@@ -34,10 +34,18 @@ class Scene:
         x0, y0, x1, y1 = self.squares[i].box(frame)
         return float(max(x0, 0)), float(max(y0, 0)), float(min(x1, self.width)), float(min(y1, self.height))
 
-    def mask(self, i: int, frame: int) -> np.ndarray:
+    def full_mask(self, i: int, frame: int) -> np.ndarray:
         m = np.zeros((self.height, self.width), bool)
         x0, y0, x1, y1 = (int(v) for v in self.box(i, frame))
         m[y0:y1, x0:x1] = True
+        return m
+
+    def mask(self, i: int, frame: int) -> np.ndarray:
+        """The visible part of square i: squares later in the list are drawn on top."""
+        m = self.full_mask(i, frame)
+        for j in self.present(frame):
+            if j > i:
+                m &= ~self.full_mask(j, frame)
         return m
 
 
@@ -55,7 +63,7 @@ class ReplaySession:
 
     def _masks(self, local: int) -> FrameMasks:
         g = self.sub.to_global(local)
-        objs = [(o, gt) for o, gt in self.gt_of.items() if gt in self.scene.present(g)]
+        objs = [(o, gt) for o, gt in self.gt_of.items() if gt in self.scene.present(g) and self.scene.mask(gt, g).any()]
         masks = (
             np.stack([self.scene.mask(gt, g) for _, gt in objs])
             if objs
@@ -70,6 +78,9 @@ class ReplaySession:
         ious = box_iou(np.array([prompt.box]), np.array([self.scene.box(i, g) for i in present]))[0]
         self.gt_of[prompt.local_id] = present[int(np.argmax(ious))]
         return self._masks(prompt.frame)
+
+    def remove(self, obj_id: LocalObjId) -> None:
+        del self.gt_of[obj_id]
 
     def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
         if not self.gt_of:
@@ -109,3 +120,54 @@ class ReplayDetector:
             class_ids=np.zeros(len(present), np.int64),
             class_names=tuple("square" for _ in present),
         )
+
+
+def write_davis(scene: Scene, frames: int, folder: Path) -> Path:
+    """Ground truth as DAVIS-style indexed PNGs (object i has value i + 1; later squares are drawn on top)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(frames):
+        img = np.zeros((scene.height, scene.width), np.uint8)
+        for i in scene.present(f):
+            img[scene.full_mask(i, f)] = i + 1
+        Image.fromarray(img, mode="L").save(folder / f"{f:05d}.png")
+    return folder
+
+
+def write_mot(scene: Scene, frames: int, path: Path) -> Path:
+    """Ground truth as MOT text (frame from 1, id, x, y, w, h)."""
+    with open(path, "w") as f:
+        for t in range(frames):
+            for i in scene.present(t):
+                x0, y0, x1, y1 = scene.box(i, t)
+                f.write(f"{t + 1},{i + 1},{x0},{y0},{x1 - x0},{y1 - y0},1,-1,-1,-1\n")
+    return path
+
+
+def run_scene(
+    scene: Scene, tmp: Path, frames: int, length: int, overlap: int, every: int, seed: int = 0, iou: float = 0.5
+) -> Path:
+    """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet."""
+    from sam2flow.config import load_config
+    from sam2flow.core.planning import plan_subsequences
+    from sam2flow.segment import segment_subsequence
+    from sam2flow.stitch import stitch_parts
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(
+        None, [f"chunking.length={length}", f"chunking.overlap={overlap}", f"detector.detect_every={every}"]
+    )
+    plan = plan_subsequences(frames, length, overlap)
+    parts = []
+    for sub in plan:
+        uri = str(tmp / f"part-{sub.index}.parquet")
+        segment_subsequence(
+            ReplaySegmenter(scene, sub), ReplayDetector(scene, sub, seed), tmp / f"{sub.index:05d}", sub, cfg, uri
+        )
+        parts.append(uri)
+    masks = tmp / "masks.parquet"
+    stitch_parts(
+        plan, parts, "synthetic", 24.0, scene.height, scene.width, iou, str(masks), str(tmp / "tracks.parquet")
+    )
+    return masks

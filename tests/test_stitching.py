@@ -14,8 +14,7 @@ from sam2flow.core.planning import plan_subsequences
 from sam2flow.core.stitching import assign_track_ids, match_boundary
 from sam2flow.core.types import LocalObjId
 from sam2flow.segment import segment_subsequence
-from sam2flow.stitch import stitch_parts
-from tests.replay import ReplayDetector, ReplaySegmenter, Scene
+from tests.replay import ReplaySegmenter, Scene, run_scene
 from tests.synth import Square
 
 FRAMES, LENGTH, OVERLAP, EVERY = 100, 32, 16, 8
@@ -30,23 +29,8 @@ SCENE = Scene(
 
 
 def run_replay(tmp: Path, seed: int) -> Path:
-    """Segment every subsequence with the replay doubles, then stitch; returns masks.parquet."""
-    cfg = load_config(
-        None, [f"chunking.length={LENGTH}", f"chunking.overlap={OVERLAP}", f"detector.detect_every={EVERY}"]
-    )
-    plan = plan_subsequences(FRAMES, LENGTH, OVERLAP)
-    parts = []
-    for sub in plan:
-        uri = str(tmp / f"part-{sub.index}.parquet")
-        segment_subsequence(
-            ReplaySegmenter(SCENE, sub), ReplayDetector(SCENE, sub, seed), tmp / f"{sub.index:05d}", sub, cfg, uri
-        )
-        parts.append(uri)
-    masks = tmp / "masks.parquet"
-    stitch_parts(
-        plan, parts, "synthetic", 24.0, SCENE.height, SCENE.width, 0.5, str(masks), str(tmp / "tracks.parquet")
-    )
-    return masks
+    """The stress scene through the real driver and stitcher, with the replay doubles."""
+    return run_scene(SCENE, tmp, FRAMES, LENGTH, OVERLAP, EVERY, seed)
 
 
 def gt_of_row(frame: int, counts: str) -> int:

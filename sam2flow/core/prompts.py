@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sam2flow.core.types import Detections, FloatArray, LocalObjId, ObjectPrompt
+from sam2flow.core.types import BoolArray, Detections, FloatArray, LocalObjId, ObjectPrompt
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -85,3 +85,23 @@ def new_object_prompts(
             )
         )
     return prompts
+
+
+def is_duplicate_mask(
+    candidate: BoolArray, existing: list[BoolArray], duplicate_iou: float, inside: float = 0.8
+) -> bool:
+    """Whether a new object's first mask repeats an object already tracked on that frame.
+
+    It does when it is empty (the segmenter sees nothing there), when its IoU with a tracked mask reaches
+    ``duplicate_iou``, or when at least ``inside`` of it lies within one tracked mask (a part of a tracked object,
+    or the visible part of a partly hidden one, whose detector box no longer matches the tracked box).
+    """
+    area = int(candidate.sum())
+    if area == 0:
+        return True
+    for other in existing:
+        inter = int(np.logical_and(candidate, other).sum())
+        union = area + int(other.sum()) - inter
+        if inter / union >= duplicate_iou or inter / area >= inside:
+            return True
+    return False

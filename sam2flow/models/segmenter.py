@@ -112,6 +112,10 @@ class Sam2Session:
         )
         return self._frame_masks(frame, obj_ids, logits)
 
+    def remove(self, obj_id: LocalObjId) -> None:
+        """Forget an object (used when its first mask turns out to repeat a tracked one)."""
+        self._pred.remove_object(self._state, int(obj_id), strict=True, need_output=False)
+
     def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
         """Track every object forward over local frames ``[start, stop]`` (inclusive), one frame at a time."""
         if stop < start or not self._state["obj_ids"]:
