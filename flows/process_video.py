@@ -63,7 +63,9 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
         if i >= ahead:
             wait.append(segments[i - ahead])
         extracts.append(extract_task.submit(job, i, config, wait_for=wait))  # type: ignore[call-overload]
-        segments.append(segment_task.submit(job, i, config, wait_for=[extracts[i]]))  # type: ignore[call-overload]
+        # Carry mode: each subsequence starts from the previous one's masks, so they run one after another.
+        after = [extracts[i], segments[i - 1]] if config.chunking.mode == "carry" and i > 0 else [extracts[i]]
+        segments.append(segment_task.submit(job, i, config, wait_for=after))  # type: ignore[call-overload]
     seg_results: list[dict[str, Any]] = []
     for k, fut in enumerate(as_completed(segments), start=1):
         seg_results.append(fut.result())

@@ -34,6 +34,12 @@ class VideoConfig(_Section):
 class ChunkingConfig(_Section):
     """How the video is split into overlapping subsequences."""
 
+    mode: Literal["parallel", "carry"] = Field(
+        "parallel",
+        description="parallel: subsequences run independently and are stitched by mask IoU over the overlap. "
+        "carry: one after another, each starting from the previous one's masks on the overlap, so objects given "
+        "only by manual prompts are tracked through the whole video.",
+    )
     length: int = Field(
         200, ge=17, description="Frames per subsequence. Memory grows with this, never with video length."
     )

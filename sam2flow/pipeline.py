@@ -176,6 +176,7 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
             job.part_uri(index),
             class_names=detector.names if detector else None,
             progress=progress,
+            carry_from=job.part_uri(index - 1) if cfg.chunking.mode == "carry" and index > 0 else None,
         )
     if not cfg.output.keep_frames:
         shutil.rmtree(job.frames_dir(index), ignore_errors=True)

@@ -16,7 +16,7 @@ from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
-from sam2flow.io.parquet import PART_SCHEMA, ParquetSink, part_table
+from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,36 @@ def manual_prompts_for(
     return out
 
 
+def carried_prompts(prev_part: str, sub: Subsequence) -> dict[int, list[tuple[LocalObjId, ObjectPrompt]]]:
+    """Mask prompts continuing the previous subsequence's objects (carry mode), by local frame.
+
+    Each object of the previous part file that is present on the shared frames is carried from the first shared
+    frame on which it has a mask. The new local ids follow the previous ids' order.
+
+    Returns:
+        Per local frame, (previous local id, prompt) pairs.
+    """
+    t = read_table(prev_part, filters=[("frame", ">=", sub.start), ("frame", "<", sub.stop)])
+    first: dict[int, dict[str, object]] = {}
+    for row in sorted(t.to_pylist(), key=lambda r: (r["frame"], r["obj_id"])):
+        first.setdefault(int(row["obj_id"]), row)
+    out: dict[int, list[tuple[LocalObjId, ObjectPrompt]]] = {}
+    for new_id, prev_id in enumerate(sorted(first)):
+        row = first[prev_id]
+        local = sub.to_local(int(row["frame"]))  # type: ignore[call-overload]
+        mask = rle.decode(str(row["rle"]), int(row["height"]), int(row["width"]))  # type: ignore[call-overload]
+        prompt = ObjectPrompt(
+            local_id=LocalObjId(new_id),
+            frame=local,
+            class_id=int(row["class_id"]),  # type: ignore[call-overload]
+            class_name=str(row["class_name"]),
+            mask=mask,
+            source="carry",
+        )
+        out.setdefault(local, []).append((LocalObjId(prev_id), prompt))
+    return out
+
+
 def _rows(fm: FrameMasks, sub: Subsequence, classes: dict[LocalObjId, tuple[int, str]]) -> Iterable[MaskRow]:
     h, w = fm.masks.shape[1:]
     for obj, mask, score in zip(fm.obj_ids, fm.masks, fm.scores):
@@ -118,6 +148,11 @@ def _rows(fm: FrameMasks, sub: Subsequence, classes: dict[LocalObjId, tuple[int,
         )
 
 
+def _next_id(classes: dict[LocalObjId, tuple[int, str]], reserved: dict[int, int]) -> int:
+    """The first local id not used by a known object nor reserved for a carried one."""
+    return max([*map(int, classes), *reserved, -1]) + 1
+
+
 def _boxes(fm: FrameMasks | None) -> np.ndarray:
     if fm is None or not fm.obj_ids:
         return np.zeros((0, 4), np.float32)
@@ -133,6 +168,7 @@ def segment_subsequence(
     part_uri: str,
     class_names: dict[int, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    carry_from: str | None = None,
 ) -> SegmentStats:
     """Segment one subsequence and write its part file (atomically: it exists only when complete).
 
@@ -149,18 +185,29 @@ def segment_subsequence(
         part_uri: Where the part file goes.
         class_names: The detector's id → name table, to give manual prompts a class id.
         progress: Called with (frames done, frames total).
+        carry_from: Carry mode: the previous subsequence's part file, whose objects continue here (mask prompts
+            on the shared frames); the links are recorded in this part file's metadata for the stitcher.
     """
     t0 = time.perf_counter()
     det_cfg = cfg.detector
     use_detector = detector is not None and det_cfg.enabled
     manual = manual_prompts_for(cfg, sub, class_names)
-    prompt_frames = sorted(set(keyframes(sub.length, det_cfg.detect_every) if use_detector else []) | set(manual))
+    carried = carried_prompts(carry_from, sub) if carry_from else {}
+    links: dict[int, int] = {}
+    for pairs in carried.values():
+        for prev_id, p in pairs[: cfg.segmenter.max_objects]:
+            links[int(p.local_id)] = int(prev_id)
+    dropped = sum(len(v) for v in carried.values()) - len(links)
+    if dropped > 0:
+        log.warning("subsequence %d: %d carried object(s) over segmenter.max_objects dropped", sub.index, dropped)
+    detector_frames = set(keyframes(sub.length, det_cfg.detect_every) if use_detector else [])
+    prompt_frames = sorted(detector_frames | set(manual) | set(carried))
     classes: dict[LocalObjId, tuple[int, str]] = {}
     manual_ids: dict[str, LocalObjId] = {}
     stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
     pending: list[MaskRow] = []
 
-    with ParquetSink(part_uri, PART_SCHEMA) as sink, segmenter.session(frames_dir) as session:
+    with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as session:
 
         def emit(fm: FrameMasks) -> None:
             rows = list(_rows(fm, sub, classes))
@@ -182,15 +229,17 @@ def segment_subsequence(
                     emit(fm)
                 else:
                     held = fm
-            budget = cfg.segmenter.max_objects - len(classes)
-            new: list[ObjectPrompt] = []
+            new: list[ObjectPrompt] = [p for _, p in carried.get(k, []) if int(p.local_id) in links]
+            for p in new:
+                classes[p.local_id] = (p.class_id, p.class_name)
+            budget = cfg.segmenter.max_objects - len({int(o) for o in classes} | set(links))
             fresh = 0  # prompts in `new` that start a new object (the others correct a known one)
             for key, p in manual.get(k, []):
                 local_id = manual_ids.get(key)
                 if local_id is None:
                     if fresh >= budget:
                         continue
-                    local_id = manual_ids[key] = LocalObjId(len(classes) + fresh)
+                    local_id = manual_ids[key] = LocalObjId(_next_id(classes, links) + fresh)
                     fresh += 1
                 new.append(replace(p, local_id=local_id))
             budget -= fresh
@@ -198,7 +247,7 @@ def segment_subsequence(
                 classes.setdefault(p.local_id, (p.class_id, p.class_name))
                 held = session.add(p)
             added = len(new)
-            if use_detector and budget > 0 and k in keyframes(sub.length, det_cfg.detect_every):
+            if use_detector and budget > 0 and k in detector_frames:
                 assert detector is not None
                 cap = min(budget, det_cfg.max_objects_per_keyframe)
                 dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
@@ -215,7 +264,7 @@ def segment_subsequence(
                 for c in candidates:
                     if accepted >= cap:
                         break
-                    c = replace(c, local_id=LocalObjId(len(classes)))
+                    c = replace(c, local_id=LocalObjId(_next_id(classes, links)))
                     fm = session.add(c)
                     mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
                     others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]

@@ -13,7 +13,14 @@ import pyarrow.compute as pc
 from sam2flow.core.planning import overlap_frames, owned_ranges
 from sam2flow.core.stitching import FirstSeen, ObjectRef, PairMatch, assign_track_ids, match_boundary
 from sam2flow.core.types import LocalObjId, Subsequence, TrackId
-from sam2flow.io.parquet import MASKS_SCHEMA, TRACKS_SCHEMA, ParquetSink, read_table, table_from_columns
+from sam2flow.io.parquet import (
+    MASKS_SCHEMA,
+    TRACKS_SCHEMA,
+    ParquetSink,
+    read_carried_from,
+    read_table,
+    table_from_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +35,11 @@ class StitchResult:
     frames_with_masks: int
 
 
-def _frame_objects(table: pa.Table) -> dict[int, dict[LocalObjId, str]]:
+def _frame_objects(table: pa.Table, exclude: set[int] | None = None) -> dict[int, dict[LocalObjId, str]]:
     out: dict[int, dict[LocalObjId, str]] = defaultdict(dict)
     for f, o, r in zip(table["frame"].to_pylist(), table["obj_id"].to_pylist(), table["rle"].to_pylist()):
-        out[f][LocalObjId(o)] = r
+        if not exclude or o not in exclude:
+            out[f][LocalObjId(o)] = r
     return out
 
 
@@ -64,9 +72,12 @@ def stitch_parts(
         shared = overlap_frames(left, right)
         cols = ["frame", "obj_id", "rle"]
         lt, rt = _read_range(lu, shared, cols), _read_range(ru, shared, cols)
-        found = match_boundary(
-            left.index, right.index, _frame_objects(lt), _frame_objects(rt), list(shared), height, width, iou_threshold
-        )
+        # Carry mode: objects continued from the left part are the same objects, by construction.
+        links = read_carried_from(ru)
+        found = [PairMatch((left.index, LocalObjId(b)), (right.index, LocalObjId(a)), 1.0) for a, b in links.items()]
+        lobj = _frame_objects(lt, exclude=set(links.values()))
+        robj = _frame_objects(rt, exclude=set(links))
+        found += match_boundary(left.index, right.index, lobj, robj, list(shared), height, width, iou_threshold)
         log.info("boundary %d|%d: %d match(es) over %d frames", left.index, right.index, len(found), len(shared))
         matches += found
 

@@ -74,8 +74,16 @@ class ReplaySession:
     def add(self, prompt: ObjectPrompt) -> FrameMasks:
         g = self.sub.to_global(prompt.frame)
         present = self.scene.present(g)
-        assert prompt.box is not None
-        ious = box_iou(np.array([prompt.box]), np.array([self.scene.box(i, g) for i in present]))[0]
+        if prompt.mask is not None:
+            ious = np.array(
+                [
+                    (prompt.mask & self.scene.mask(i, g)).sum() / (prompt.mask | self.scene.mask(i, g)).sum()
+                    for i in present
+                ]
+            )
+        else:
+            assert prompt.box is not None
+            ious = box_iou(np.array([prompt.box]), np.array([self.scene.box(i, g) for i in present]))[0]
         self.gt_of[prompt.local_id] = present[int(np.argmax(ious))]
         return self._masks(prompt.frame)
 
@@ -105,12 +113,12 @@ class ReplayDetector:
 
     names: ClassVar[dict[int, str]] = {0: "square"}
 
-    def __init__(self, scene: Scene, sub: Subsequence, seed: int = 0) -> None:
-        self.scene, self.sub, self.rng = scene, sub, random.Random(seed * 1000 + sub.index)
+    def __init__(self, scene: Scene, sub: Subsequence, seed: int = 0, blind: bool = False) -> None:
+        self.scene, self.sub, self.rng, self.blind = scene, sub, random.Random(seed * 1000 + sub.index), blind
 
     def __call__(self, image: Path) -> Detections:
         g = self.sub.to_global(int(image.stem))
-        present = self.scene.present(g)
+        present = [] if self.blind else self.scene.present(g)
         self.rng.shuffle(present)
         if not present:
             return Detections.empty()
@@ -146,9 +154,21 @@ def write_mot(scene: Scene, frames: int, path: Path) -> Path:
 
 
 def run_scene(
-    scene: Scene, tmp: Path, frames: int, length: int, overlap: int, every: int, seed: int = 0, iou: float = 0.5
+    scene: Scene,
+    tmp: Path,
+    frames: int,
+    length: int,
+    overlap: int,
+    every: int,
+    seed: int = 0,
+    iou: float = 0.5,
+    overrides: tuple[str, ...] = (),
+    blind: frozenset[int] = frozenset(),
 ) -> Path:
-    """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet."""
+    """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet.
+
+    ``blind`` names subsequences whose detector finds nothing at all.
+    """
     from sam2flow.config import load_config
     from sam2flow.core.planning import plan_subsequences
     from sam2flow.segment import segment_subsequence
@@ -156,14 +176,21 @@ def run_scene(
 
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
-        None, [f"chunking.length={length}", f"chunking.overlap={overlap}", f"detector.detect_every={every}"]
+        None,
+        [f"chunking.length={length}", f"chunking.overlap={overlap}", f"detector.detect_every={every}", *overrides],
     )
     plan = plan_subsequences(frames, length, overlap)
     parts = []
     for sub in plan:
         uri = str(tmp / f"part-{sub.index}.parquet")
         segment_subsequence(
-            ReplaySegmenter(scene, sub), ReplayDetector(scene, sub, seed), tmp / f"{sub.index:05d}", sub, cfg, uri
+            ReplaySegmenter(scene, sub),
+            ReplayDetector(scene, sub, seed, blind=sub.index in blind),
+            tmp / f"{sub.index:05d}",
+            sub,
+            cfg,
+            uri,
+            carry_from=parts[-1] if parts and cfg.chunking.mode == "carry" else None,
         )
         parts.append(uri)
     masks = tmp / "masks.parquet"

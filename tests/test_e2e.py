@@ -251,3 +251,21 @@ def test_killed_run_resumes_with_identical_results(prefect_harness: None, tmp_pa
         assert got.drop([score]).equals(want.drop([score])), name
         assert np.allclose(got[score].to_numpy(), want[score].to_numpy(), rtol=1e-6, atol=1e-7), name
     assert not list(run_dir.rglob("*.tmp-*")), "half-written files of the killed run are cleaned up"
+
+
+@pytest.mark.slow
+def test_carry_mode_with_the_real_predictor(prefect_harness: None, tmp_path: Path) -> None:
+    """Carry mode runs the real SAM2 mask-prompt path: a manual object keeps one track id through every subsequence."""
+    from flows.process_video import process_video
+
+    clip = write_clip(tmp_path / "squares.mp4", frames=48, squares=SQUARES)
+    cfg = small_config("chunking.mode=carry", "detector.enabled=false", "segmenter.max_objects=1")
+    out = Path(process_video(video=str(clip), out=str(tmp_path / "out"), config=cfg))
+    manifest = check_outputs(out, 48, clip)
+    assert manifest["config"]["chunking"]["mode"] == "carry"
+    tracks = pq.read_table(out / "tracks.parquet").to_pylist()
+    assert len(tracks) == 1 and tracks[0]["class_name"] == "square"
+    parts = sorted((out / "parts").rglob("*.parquet"))
+    from sam2flow.io.parquet import read_carried_from
+
+    assert read_carried_from(str(parts[0])) == {} and read_carried_from(str(parts[1])) == {0: 0}

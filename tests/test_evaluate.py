@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from sam2flow.core import rle
 from sam2flow.evaluate import EvaluationError, evaluate
 from tests.replay import Scene, run_scene, write_davis, write_mot
 from tests.synth import Square
@@ -86,3 +89,49 @@ def test_evaluate_cli(tmp_path: Path, perfect: tuple[Path, Path]) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "IDF1" in proc.stdout and json.loads(out.read_text())["IDSW"] == 0
+
+
+def test_carry_mode_tracks_a_manual_object_through_the_video(tmp_path: Path) -> None:
+    """Carry mode with no detector: one manual box on frame 0 is tracked to the end with a single track id."""
+    box = list(STRESS.box(0, 0))
+    masks = run_scene(
+        STRESS, tmp_path, FRAMES, LENGTH, OVERLAP, every=1,
+        overrides=("chunking.mode=carry", "detector.enabled=false", f"prompts=[{{frame: 0, box: {box}}}]"),
+    )  # fmt: skip
+    rows = pq.read_table(masks).to_pylist()
+    assert [r["frame"] for r in rows] == list(range(FRAMES))
+    assert {r["track_id"] for r in rows} == {1}
+    assert all(np.array_equal(rle.decode(r["rle"], r["height"], r["width"]), STRESS.mask(0, r["frame"])) for r in rows)
+    # Parallel mode cannot do this: the later subsequences have no prompt at all.
+    parallel = run_scene(
+        STRESS, tmp_path / "parallel", FRAMES, LENGTH, OVERLAP, every=1,
+        overrides=("detector.enabled=false", f"prompts=[{{frame: 0, box: {box}}}]"),
+    )  # fmt: skip
+    assert max(r["frame"] for r in pq.read_table(parallel).to_pylist()) < LENGTH
+
+
+def test_detector_blind_for_a_whole_subsequence(tmp_path: Path, perfect: tuple[Path, Path]) -> None:
+    """A subsequence whose detector finds nothing: carry mode keeps every identity (perfect scores); parallel mode
+    loses those frames and splits tracks there, but never swaps identities."""
+    gt = perfect[1]
+    carry = run_scene(
+        STRESS,
+        tmp_path / "carry",
+        FRAMES,
+        LENGTH,
+        OVERLAP,
+        every=1,
+        overrides=("chunking.mode=carry",),
+        blind=frozenset({2}),
+    )
+    m = evaluate(str(carry), gt)
+    assert m["IDSW"] == 0 and m["IDF1"] == pytest.approx(1.0) and m["HOTA"] == pytest.approx(1.0)
+    parallel = run_scene(STRESS, tmp_path / "parallel", FRAMES, LENGTH, OVERLAP, every=1, blind=frozenset({2}))
+    m = evaluate(str(parallel), gt)
+    assert m["pred_tracks"] > 4 and m["IDF1"] < 1.0
+    gt_of_track: dict[int, set[int]] = {}
+    for r in pq.read_table(parallel).to_pylist():
+        mask = rle.decode(r["rle"], r["height"], r["width"])
+        hit = [i for i in STRESS.present(r["frame"]) if np.array_equal(STRESS.mask(i, r["frame"]), mask)]
+        gt_of_track.setdefault(r["track_id"], set()).update(hit)
+    assert all(len(v) == 1 for v in gt_of_track.values()), gt_of_track

@@ -110,7 +110,8 @@ class Detections:
 class ObjectPrompt:
     """One object's prompt on one frame of a subsequence, in source pixels.
 
-    Exactly what SAM2's ``add_new_points_or_box`` takes: positive/negative points and/or a box.
+    Either what SAM2's ``add_new_points_or_box`` takes (positive/negative points and/or a box), or, for an object
+    carried over from the previous subsequence, what ``add_new_mask`` takes (its mask on that frame).
     """
 
     local_id: LocalObjId
@@ -120,13 +121,15 @@ class ObjectPrompt:
     points: tuple[tuple[float, float], ...] = ()
     labels: tuple[int, ...] = ()
     box: tuple[float, float, float, float] | None = None
+    mask: BoolArray | None = field(default=None, compare=False, repr=False)
     source: str = "detector"
 
     def __post_init__(self) -> None:
         if len(self.points) != len(self.labels):
             raise ValueError("each prompt point needs exactly one label")
-        if not self.points and self.box is None:
-            raise ValueError(f"prompt for object {self.local_id} has neither points nor a box")
+        has_click = bool(self.points) or self.box is not None
+        if has_click == (self.mask is not None):
+            raise ValueError(f"prompt for object {self.local_id} needs points and/or a box, or else a mask")
         if any(label not in (0, 1) for label in self.labels):
             raise ValueError("point labels must be 1 (positive) or 0 (negative)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -58,6 +59,26 @@ TRACKS_SCHEMA = pa.schema(
     metadata={"sam2flow": "tracks"},
 )
 """One row per track, sorted by track_id."""
+
+
+CARRIED_FROM = b"carried_from"
+"""Part-file metadata key: JSON {local id: local id in the previous subsequence} for carried objects."""
+
+
+def part_schema(carried_from: dict[int, int] | None = None) -> pa.Schema:
+    """The part schema, recording which objects continue objects of the previous subsequence (carry mode)."""
+    if not carried_from:
+        return PART_SCHEMA
+    links = json.dumps({str(k): v for k, v in sorted(carried_from.items())})
+    return PART_SCHEMA.with_metadata({**(PART_SCHEMA.metadata or {}), CARRIED_FROM: links.encode()})
+
+
+def read_carried_from(uri: str) -> dict[int, int]:
+    """The carry links of a part file (empty for parallel-mode parts)."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    return {int(k): int(v) for k, v in json.loads(meta.get(CARRIED_FROM, b"{}")).items()}
 
 
 def part_table(rows: Sequence[MaskRow]) -> pa.Table:

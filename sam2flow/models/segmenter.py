@@ -104,6 +104,11 @@ class Sam2Session:
 
     def add(self, prompt: ObjectPrompt) -> FrameMasks:
         """Add one object's prompt on its frame; returns every object's mask on that frame."""
+        if prompt.mask is not None:
+            frame, obj_ids, logits = self._pred.add_new_mask(
+                self._state, frame_idx=prompt.frame, obj_id=int(prompt.local_id), mask=prompt.mask
+            )
+            return self._frame_masks(frame, obj_ids, logits)
         points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if prompt.points else None
         labels = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
         box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
