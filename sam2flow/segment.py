@@ -21,6 +21,7 @@ from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table
 log = logging.getLogger(__name__)
 
 FLUSH_FRAMES = 32
+REACQUIRE_FRAMES = 30  # a detection matching an object lost this recently re-prompts that object
 CANDIDATES_PER_NEW = 3  # detections tried (each costs one SAM2 decoder pass) per object a keyframe may add
 
 
@@ -148,6 +149,13 @@ def _rows(fm: FrameMasks, sub: Subsequence, classes: dict[LocalObjId, tuple[int,
         )
 
 
+def _recently_lost(
+    last_seen: dict[LocalObjId, tuple[int, np.ndarray]], fm: FrameMasks, frame: int
+) -> dict[LocalObjId, np.ndarray]:
+    """Last known masks of the objects absent on ``frame`` that were seen within `REACQUIRE_FRAMES` frames of it."""
+    return {o: m for o, (f, m) in last_seen.items() if o not in fm.obj_ids and 0 <= frame - f <= REACQUIRE_FRAMES}
+
+
 def _next_id(classes: dict[LocalObjId, tuple[int, str]], reserved: dict[int, int]) -> int:
     """The first local id not used by a known object nor reserved for a carried one."""
     return max([*map(int, classes), *reserved, -1]) + 1
@@ -204,12 +212,15 @@ def segment_subsequence(
     prompt_frames = sorted(detector_frames | set(manual) | set(carried))
     classes: dict[LocalObjId, tuple[int, str]] = {}
     manual_ids: dict[str, LocalObjId] = {}
+    last_seen: dict[LocalObjId, tuple[int, np.ndarray]] = {}  # one mask per object, for re-acquiring lost ones
     stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
     pending: list[MaskRow] = []
 
     with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as session:
 
         def emit(fm: FrameMasks) -> None:
+            for o, m in zip(fm.obj_ids, fm.masks):
+                last_seen[o] = (fm.frame, m)
             rows = list(_rows(fm, sub, classes))
             pending.extend(rows)
             stats["rows"] += len(rows)
@@ -232,6 +243,8 @@ def segment_subsequence(
             new: list[ObjectPrompt] = [p for _, p in carried.get(k, []) if int(p.local_id) in links]
             for p in new:
                 classes[p.local_id] = (p.class_id, p.class_name)
+                if p.mask is not None:  # known even if SAM2 finds nothing on this frame
+                    last_seen[p.local_id] = (k, p.mask)
             budget = cfg.segmenter.max_objects - len({int(o) for o in classes} | set(links))
             fresh = 0  # prompts in `new` that start a new object (the others correct a known one)
             for key, p in manual.get(k, []):
@@ -260,7 +273,7 @@ def segment_subsequence(
                     max_new=CANDIDATES_PER_NEW * cap,
                     duplicate_iou=det_cfg.duplicate_iou,
                 )
-                accepted = 0
+                accepted = reacquired = 0
                 for c in candidates:
                     if accepted >= cap:
                         break
@@ -269,13 +282,26 @@ def segment_subsequence(
                     mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
                     others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
                     blank = np.zeros(fm.masks.shape[1:], bool)
-                    if is_duplicate_mask(blank if mine is None else fm.masks[mine], others, det_cfg.duplicate_iou):
+                    cand = blank if mine is None else fm.masks[mine]
+                    upcoming = [p.mask for f, ps in carried.items() if f > k for _, p in ps if p.mask is not None]
+                    if is_duplicate_mask(cand, others, det_cfg.duplicate_iou) or (
+                        upcoming and is_duplicate_mask(cand, upcoming, det_cfg.duplicate_iou)
+                    ):
+                        # Already tracked, or an object carried over from the previous subsequence a few frames on.
                         session.remove(c.local_id)
+                        continue
+                    lost = _recently_lost(last_seen, fm, k)
+                    back = [o for o, m in lost.items() if is_duplicate_mask(cand, [m], det_cfg.duplicate_iou)]
+                    if back:
+                        # An object SAM2 lost a few frames ago: re-prompt it instead of starting a new one.
+                        session.remove(c.local_id)
+                        held = session.add(replace(c, local_id=back[0]))
+                        reacquired += 1
                         continue
                     classes[c.local_id] = (c.class_id, c.class_name)
                     held = fm
                     accepted += 1
-                added += accepted
+                added += accepted + reacquired
             if held is not None:
                 emit(held)
             if added:

@@ -164,10 +164,12 @@ def run_scene(
     iou: float = 0.5,
     overrides: tuple[str, ...] = (),
     blind: frozenset[int] = frozenset(),
+    noise: tuple[int, int, float] | None = None,
 ) -> Path:
     """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet.
 
-    ``blind`` names subsequences whose detector finds nothing at all.
+    ``blind`` names subsequences whose detector finds nothing at all; ``noise`` = (jitter px, erode px, drop
+    probability) replays noisy masks instead of perfect ones.
     """
     from sam2flow.config import load_config
     from sam2flow.core.planning import plan_subsequences
@@ -183,8 +185,11 @@ def run_scene(
     parts = []
     for sub in plan:
         uri = str(tmp / f"part-{sub.index}.parquet")
+        segmenter = (
+            ReplaySegmenter(scene, sub) if noise is None else NoisyReplaySegmenter(scene, sub, *noise, seed=seed)
+        )
         segment_subsequence(
-            ReplaySegmenter(scene, sub),
+            segmenter,
             ReplayDetector(scene, sub, seed, blind=sub.index in blind),
             tmp / f"{sub.index:05d}",
             sub,
@@ -198,3 +203,60 @@ def run_scene(
         plan, parts, "synthetic", 24.0, scene.height, scene.width, iou, str(masks), str(tmp / "tracks.parquet")
     )
     return masks
+
+
+STRESS_FRAMES = 96
+STRESS = Scene(
+    (
+        Square((255, 0, 0), y=5, x0=0, speed=1.8, size=22),  # crosses every boundary
+        Square((0, 255, 0), y=35, x0=20, speed=1.0, size=18, first=20, last=70),  # enters and leaves inside overlaps
+        Square((9, 9, 9), y=70, x0=10, speed=2.25, size=20),  # two look-alikes crossing at frame 40, inside the
+        Square((9, 9, 9), y=70, x0=190, speed=-2.25, size=20),  # 32-48 overlap (the second is drawn on top)
+    ),
+    height=120,
+    width=220,
+)
+"""A scene that stresses stitching (with 32-frame subsequences overlapping by 16)."""
+
+
+class NoisyReplaySession(ReplaySession):
+    """Replayed masks with seeded noise: shifted by up to ``jitter`` px, eroded by ``erode`` px, dropped with
+    probability ``drop`` on each frame."""
+
+    def __init__(self, scene: Scene, sub: Subsequence, jitter: int, erode: int, drop: float, seed: int) -> None:
+        super().__init__(scene, sub)
+        self.jitter, self.erode, self.drop, self.seed = jitter, erode, drop, seed
+
+    def _masks(self, local: int) -> FrameMasks:
+        from scipy.ndimage import binary_erosion
+
+        fm = super()._masks(local)
+        keep, masks = [], []
+        for o, m in zip(fm.obj_ids, fm.masks):
+            rng = np.random.default_rng([self.seed, self.sub.index, local, int(o)])
+            if rng.random() < self.drop:
+                continue
+            if self.jitter:
+                dy, dx = rng.integers(-self.jitter, self.jitter + 1, size=2)
+                m = np.roll(np.roll(m, int(dy), axis=0), int(dx), axis=1)
+            if self.erode:
+                m = binary_erosion(m, iterations=self.erode)
+            if m.any():
+                keep.append(o)
+                masks.append(m)
+        stack = np.stack(masks) if masks else np.zeros((0, self.height, self.width), bool)
+        return FrameMasks(fm.frame, tuple(keep), stack, np.full(len(keep), 0.9, np.float32))
+
+
+class NoisyReplaySegmenter(ReplaySegmenter):
+    """Opens a `NoisyReplaySession`."""
+
+    def __init__(
+        self, scene: Scene, sub: Subsequence, jitter: int = 0, erode: int = 0, drop: float = 0.0, seed: int = 0
+    ):
+        super().__init__(scene, sub)
+        self.noise = (jitter, erode, drop, seed)
+
+    @contextmanager
+    def session(self, frames_dir: Path) -> Iterator[ReplaySession]:
+        yield NoisyReplaySession(self.scene, self.sub, *self.noise)

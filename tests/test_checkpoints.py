@@ -107,3 +107,24 @@ def test_sam2_releases_old_outputs_without_changing_masks(tmp_path: Path) -> Non
     # Releasing inside the window would change what SAM2 reads, and so the masks: the check above can fail.
     too_short, _ = run(2)
     assert not all(np.array_equal(a, b) for a, b in zip(kept, too_short))
+
+
+def test_absent_objects_give_no_mask() -> None:
+    """When SAM2 says an object is absent (its mask logits are all negative), the adapter reports no mask for it."""
+    import torch
+
+    from sam2flow.models.segmenter import Sam2Session
+
+    session = Sam2Session.__new__(Sam2Session)
+    session._state = {
+        "temp_output_dict_per_obj": {},
+        "output_dict_per_obj": {
+            i: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {3: {"object_score_logits": torch.tensor([[s]])}}}
+            for i, s in ((0, -9.0), (1, 2.0))
+        },
+    }
+    logits = torch.full((2, 1, 8, 10), -1024.0)
+    logits[1, 0, 2:5, 3:7] = 4.0
+    fm = session._frame_masks(3, [7, 9], logits)
+    assert fm.obj_ids == (9,) and fm.masks.shape == (1, 8, 10) and int(fm.masks.sum()) == 12
+    assert abs(float(fm.scores[0]) - float(torch.sigmoid(torch.tensor(2.0)))) < 1e-6

@@ -10,20 +10,10 @@ import pytest
 
 from sam2flow.core import rle
 from sam2flow.evaluate import EvaluationError, evaluate
-from tests.replay import Scene, run_scene, write_davis, write_mot
-from tests.synth import Square
+from tests.replay import STRESS, run_scene, write_davis, write_mot
+from tests.replay import STRESS_FRAMES as FRAMES
 
-FRAMES, LENGTH, OVERLAP = 96, 32, 16
-STRESS = Scene(
-    (
-        Square((255, 0, 0), y=5, x0=0, speed=1.8, size=22),  # crosses every boundary
-        Square((0, 255, 0), y=35, x0=20, speed=1.0, size=18, first=20, last=70),  # enters and leaves inside overlaps
-        Square((9, 9, 9), y=70, x0=10, speed=2.25, size=20),  # two look-alikes crossing at frame 40, inside the
-        Square((9, 9, 9), y=70, x0=190, speed=-2.25, size=20),  # 32-48 overlap (the second is drawn on top)
-    ),
-    height=120,
-    width=220,
-)
+LENGTH, OVERLAP = 32, 16
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +125,16 @@ def test_detector_blind_for_a_whole_subsequence(tmp_path: Path, perfect: tuple[P
         hit = [i for i in STRESS.present(r["frame"]) if np.array_equal(STRESS.mask(i, r["frame"]), mask)]
         gt_of_track.setdefault(r["track_id"], set()).update(hit)
     assert all(len(v) == 1 for v in gt_of_track.values()), gt_of_track
+
+
+@pytest.mark.parametrize("mode", ["parallel", "carry"])
+def test_objects_lost_for_a_frame_are_reacquired_not_duplicated(
+    tmp_path: Path, perfect: tuple[Path, Path], mode: str
+) -> None:
+    """With 10 % of masks dropped, a detection of an object lost a frame ago re-prompts it: no duplicate tracks."""
+    masks = run_scene(
+        STRESS, tmp_path, FRAMES, LENGTH, OVERLAP, every=1, overrides=(f"chunking.mode={mode}",), noise=(0, 0, 0.1)
+    )
+    m = evaluate(str(masks), perfect[1])
+    assert m["pred_tracks"] == 4, m
+    assert m["IDF1"] > 0.9

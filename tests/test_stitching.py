@@ -156,3 +156,27 @@ def test_manual_prompts_with_and_without_obj_id(tmp_path: Path) -> None:
         by_obj.setdefault(r["obj_id"], set()).add((r["class_name"], gt_of_row(r["frame"], r["rle"])))
     assert sorted(by_obj.values(), key=str) == sorted([{("red", 0)}, {("blue", 2)}], key=str)
     assert min(r["frame"] for r in rows) == 0 and {r["class_id"] for r in rows} == {-1}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "existing", "duplicate"),
+    [
+        ((0, 10, 0, 10), [(0, 10, 0, 10)], True),  # the same mask
+        ((0, 10, 0, 10), [(20, 30, 20, 30)], False),  # elsewhere
+        ((0, 4, 0, 10), [(0, 10, 0, 10)], True),  # mostly inside a tracked object (a part, or a partly hidden one)
+        ((0, 10, 0, 10), [(0, 10, 5, 30)], False),  # half overlapping a bigger one: IoU 0.2, half inside
+        (None, [(0, 10, 0, 10)], True),  # empty: SAM2 sees nothing there
+        ((0, 10, 0, 10), [], False),  # nothing tracked yet
+    ],
+)
+def test_is_duplicate_mask(candidate, existing, duplicate) -> None:  # type: ignore[no-untyped-def]
+    """A new object's first mask is a duplicate when empty, overlapping (IoU) or mostly inside a tracked mask."""
+    from sam2flow.core.prompts import is_duplicate_mask
+
+    def rect(r: tuple[int, int, int, int] | None) -> np.ndarray:
+        m = np.zeros((40, 40), bool)
+        if r is not None:
+            m[r[0] : r[1], r[2] : r[3]] = True
+        return m
+
+    assert is_duplicate_mask(rect(candidate), [rect(e) for e in existing], 0.5) is duplicate
