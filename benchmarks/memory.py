@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = [20, 60, 70, 110]
+LENGTH = int(os.environ.get("SAM2FLOW_BENCH_LENGTH", "200"))
 
 
 def _clip(path: Path, frames: int) -> Path:
@@ -35,19 +36,14 @@ def _peak_mib() -> float:
 
 
 def run_sam2flow(video: str, out: str) -> dict[str, float]:
-    """One process_video run (ephemeral Prefect) with the smoke models and one object."""
+    """One process_video run (ephemeral Prefect) with the smoke models: the random detector prompts one object in
+    every subsequence."""
     from flows.process_video import process_video
     from sam2flow.config import load_config
 
     cfg = load_config(
         ROOT / "configs" / "smoke.yaml",
-        [
-            "detector.enabled=false",
-            f"prompts=[{{frame: 0, box: {BOX}}}]",
-            "segmenter.max_objects=1",
-            "chunking.length=200",
-            "render.enabled=true",
-        ],
+        ["prompts=[]", "segmenter.max_objects=1", f"chunking.length={LENGTH}", "render.enabled=true"],
     )
     t0 = time.perf_counter()
     process_video(video=video, out=out, config=cfg)

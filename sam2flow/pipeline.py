@@ -24,6 +24,8 @@ from sam2flow.core.types import Subsequence
 from sam2flow.io import checkpoints, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.video import VideoProbe, extract_subsequence, probe
+from sam2flow.runtime import WorkerSlot, release_free_memory, worker_pool
+from sam2flow.segment import SegmentStats
 
 log = logging.getLogger(__name__)
 
@@ -134,58 +136,65 @@ def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
     return {"index": index, "skipped": False, "seconds": time.perf_counter() - t0}
 
 
-def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
-    """Segment one subsequence on a free worker; reuses a complete part file from an earlier run."""
+def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentStats:
+    """The part of `segment` that runs on the worker's own thread: models (built once), then the subsequence."""
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.segmenter import Sam2Segmenter
-    from sam2flow.runtime import worker_pool
     from sam2flow.segment import segment_subsequence
 
     sub = job.plan[index]
+    seg_cfg = cfg.segmenter
+    segmenter = slot.get(
+        ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
+        lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
+    )
+    detector = None
+    if job.yolo is not None:
+        d = cfg.detector
+        yolo = job.yolo
+        detector = slot.get(
+            ("yolo", yolo.sha256, d.confidence, d.nms_iou, d.image_size, tuple(d.classes or ())),
+            lambda: YoloDetector(yolo, slot.device, d.confidence, d.nms_iou, d.image_size, d.classes),
+        )
+    step = max(1, sub.length // 4)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            log.info("subsequence %d/%d: frame %d/%d", index + 1, len(job.plan), done, total)
+
+    stats = segment_subsequence(
+        segmenter,
+        detector,
+        job.frames_dir(index),
+        sub,
+        cfg,
+        job.part_uri(index),
+        class_names=detector.names if detector else None,
+        progress=progress,
+        carry_from=job.part_uri(index - 1) if cfg.chunking.mode == "carry" and index > 0 else None,
+    )
+    release_free_memory()
+    return stats
+
+
+def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Segment one subsequence on a free worker; reuses a complete part file from an earlier run."""
     if part_done(job, index):
         log.info("subsequence %d/%d: reusing %s", index + 1, len(job.plan), job.part_uri(index))
         return {"index": index, "reused": True, "seconds": 0.0}
     rt = cfg.runtime
     pool = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads)
     with pool.acquire() as slot:
-        seg_cfg = cfg.segmenter
-        segmenter = slot.get(
-            ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
-            lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
-        )
-        detector = None
-        if job.yolo is not None:
-            d = cfg.detector
-            yolo = job.yolo
-            detector = slot.get(
-                ("yolo", yolo.sha256, d.confidence, d.nms_iou, d.image_size, tuple(d.classes or ())),
-                lambda: YoloDetector(yolo, slot.device, d.confidence, d.nms_iou, d.image_size, d.classes),
-            )
-        step = max(1, sub.length // 4)
-
-        def progress(done: int, total: int) -> None:
-            if done % step == 0 or done == total:
-                log.info("subsequence %d/%d: frame %d/%d", index + 1, len(job.plan), done, total)
-
-        stats = segment_subsequence(
-            segmenter,
-            detector,
-            job.frames_dir(index),
-            sub,
-            cfg,
-            job.part_uri(index),
-            class_names=detector.names if detector else None,
-            progress=progress,
-            carry_from=job.part_uri(index - 1) if cfg.chunking.mode == "carry" and index > 0 else None,
-        )
+        stats = slot.run(_segment_on_worker, slot, job, index, cfg)
     if not cfg.output.keep_frames:
         shutil.rmtree(job.frames_dir(index), ignore_errors=True)
     out = asdict(stats)
-    out.update(reused=False, device=slot.device)
+    rss = _rss_mib()
+    out.update(reused=False, device=slot.device, rss_mib=rss)
     log.info(
-        "subsequence %d/%d done: %d object(s), masks on %d/%d frames, %.1fs (%.2f s/frame)",
+        "subsequence %d/%d done: %d object(s), masks on %d/%d frames, %.1fs (%.2f s/frame), RSS %.0f MiB",
         index + 1, len(job.plan), stats.objects, stats.frames_with_masks, stats.frames, stats.seconds,
-        stats.seconds / max(stats.frames, 1),
+        stats.seconds / max(stats.frames, 1), rss,
     )  # fmt: skip
     return out
 
@@ -234,6 +243,12 @@ def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
     storage.upload(local, job.output("annotated.mp4"))
     local.unlink()
     return {"frames": frames, "seconds": time.perf_counter() - t0, "enabled": True}
+
+
+def _rss_mib() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def _versions() -> dict[str, str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,14 +30,43 @@ def available_devices(device: str) -> list[str]:
     return ["cuda:0" if device == "cuda" else device]
 
 
+def release_free_memory() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
 @dataclass
 class WorkerSlot:
-    """One worker: a device and the models built for it (kept for the life of the process)."""
+    """One worker: a device, the models built for it (kept for the life of the process), and its own thread.
+
+    Everything a worker does runs on that one thread, whichever orchestration thread asked for it: the allocator then
+    reuses one heap, instead of each new thread leaving another partly used heap behind (which made memory grow with
+    the number of subsequences).
+    """
 
     device: str
     index: int
     models: dict[Any, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    executor: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sam2flow-{self.device}-{self.index}")
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on this worker's thread and wait for its result."""
+        return self.executor.submit(fn, *args, **kwargs).result()
 
     def get(self, key: Any, build: Callable[[], T]) -> T:
         """The model cached under ``key``, built on first use."""
