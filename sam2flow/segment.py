@@ -156,6 +156,55 @@ def _recently_lost(
     return {o: m for o, (f, m) in last_seen.items() if o not in fm.obj_ids and 0 <= frame - f <= REACQUIRE_FRAMES}
 
 
+def _add_detections(
+    session: Session,
+    candidates: list[ObjectPrompt],
+    cap: int,
+    held: FrameMasks | None,
+    classes: dict[LocalObjId, tuple[int, str]],
+    reserved: dict[int, int],
+    last_seen: dict[LocalObjId, tuple[int, np.ndarray]],
+    upcoming: list[np.ndarray],
+    duplicate_iou: float,
+) -> tuple[FrameMasks | None, int]:
+    """Add detector candidates of one keyframe as new objects, checking each one's own first mask.
+
+    A candidate whose mask repeats a tracked object, or an object about to be carried over from the previous
+    subsequence, is removed again; one that matches an object lost within `REACQUIRE_FRAMES` re-prompts that object.
+    At most ``cap`` new objects are added (``classes`` is updated).
+
+    Returns:
+        The masks of every object on the keyframe after the additions, and how many prompts were kept.
+    """
+    accepted = reacquired = 0
+    for c in candidates:
+        if accepted >= cap:
+            break
+        c = replace(c, local_id=LocalObjId(_next_id(classes, reserved)))
+        fm = session.add(c)
+        mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
+        others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
+        cand = np.zeros(fm.masks.shape[1:], bool) if mine is None else fm.masks[mine]
+        if is_duplicate_mask(cand, others, duplicate_iou) or (
+            upcoming and is_duplicate_mask(cand, upcoming, duplicate_iou)
+        ):
+            session.remove(c.local_id)
+            continue
+        frame = c.frame
+        back = [
+            o for o, m in _recently_lost(last_seen, fm, frame).items() if is_duplicate_mask(cand, [m], duplicate_iou)
+        ]
+        if back:
+            session.remove(c.local_id)
+            held = session.add(replace(c, local_id=back[0]))
+            reacquired += 1
+            continue
+        classes[c.local_id] = (c.class_id, c.class_name)
+        held = fm
+        accepted += 1
+    return held, accepted + reacquired
+
+
 def _next_id(classes: dict[LocalObjId, tuple[int, str]], reserved: dict[int, int]) -> int:
     """The first local id not used by a known object nor reserved for a carried one."""
     return max([*map(int, classes), *reserved, -1]) + 1
@@ -180,9 +229,11 @@ def segment_subsequence(
 ) -> SegmentStats:
     """Segment one subsequence and write its part file (atomically: it exists only when complete).
 
-    The detector runs on keyframes; detections that overlap an already tracked object are skipped, the others
-    become new objects from that frame on. Manual prompts inside the subsequence are added on their frames. All
-    objects share one SAM2 inference state. Frames on which an object is absent produce no row for it.
+    The detector runs on keyframes; detections that repeat an already tracked object (by box, then by their own
+    first mask) are dropped, those matching an object lost a few frames ago re-prompt it, the others become new
+    objects from that frame on. Manual prompts inside the subsequence are added on their frames; in carry mode the
+    previous subsequence's objects are added from their masks. All objects share one SAM2 inference state. Frames on
+    which an object is absent produce no row for it.
 
     Args:
         segmenter: Opens a tracking session on the JPEG folder.
@@ -273,35 +324,11 @@ def segment_subsequence(
                     max_new=CANDIDATES_PER_NEW * cap,
                     duplicate_iou=det_cfg.duplicate_iou,
                 )
-                accepted = reacquired = 0
-                for c in candidates:
-                    if accepted >= cap:
-                        break
-                    c = replace(c, local_id=LocalObjId(_next_id(classes, links)))
-                    fm = session.add(c)
-                    mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
-                    others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
-                    blank = np.zeros(fm.masks.shape[1:], bool)
-                    cand = blank if mine is None else fm.masks[mine]
-                    upcoming = [p.mask for f, ps in carried.items() if f > k for _, p in ps if p.mask is not None]
-                    if is_duplicate_mask(cand, others, det_cfg.duplicate_iou) or (
-                        upcoming and is_duplicate_mask(cand, upcoming, det_cfg.duplicate_iou)
-                    ):
-                        # Already tracked, or an object carried over from the previous subsequence a few frames on.
-                        session.remove(c.local_id)
-                        continue
-                    lost = _recently_lost(last_seen, fm, k)
-                    back = [o for o, m in lost.items() if is_duplicate_mask(cand, [m], det_cfg.duplicate_iou)]
-                    if back:
-                        # An object SAM2 lost a few frames ago: re-prompt it instead of starting a new one.
-                        session.remove(c.local_id)
-                        held = session.add(replace(c, local_id=back[0]))
-                        reacquired += 1
-                        continue
-                    classes[c.local_id] = (c.class_id, c.class_name)
-                    held = fm
-                    accepted += 1
-                added += accepted + reacquired
+                upcoming = [p.mask for f, ps in carried.items() if f > k for _, p in ps if p.mask is not None]
+                held, n = _add_detections(
+                    session, candidates, cap, held, classes, links, last_seen, upcoming, det_cfg.duplicate_iou
+                )
+                added += n
             if held is not None:
                 emit(held)
             if added:
