@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import uuid
@@ -104,7 +105,13 @@ def content_digest(uri: str, sample: int = 16 << 20) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """Full sha256 of a local file."""
+    """Full sha256 of a local file (remembered per path, size and modification time within a process)."""
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
