@@ -73,6 +73,11 @@ class DetectorConfig(_Section):
     detect_every: Annotated[int | None, Field(ge=1)] = Field(
         None, description="Run the detector every N frames inside a subsequence (only on its first frame when empty)."
     )
+    prompt_style: Literal["box", "center", "vertical"] = Field(
+        "box",
+        description="How a detection prompts SAM2: its box, its centre point, or the centre plus two points along "
+        "the vertical axis (a common choice for people).",
+    )
     max_objects_per_keyframe: int = Field(10, ge=1, description="At most this many new objects are added per keyframe.")
     duplicate_iou: float = Field(
         0.5, gt=0.0, le=1.0, description="A detection whose box overlaps a tracked object this much is not added again."

@@ -323,6 +323,7 @@ def segment_subsequence(
                     next_id=0,
                     max_new=CANDIDATES_PER_NEW * cap,
                     duplicate_iou=det_cfg.duplicate_iou,
+                    style=det_cfg.prompt_style,
                 )
                 upcoming = [p.mask for f, ps in carried.items() if f > k for _, p in ps if p.mask is not None]
                 held, n = _add_detections(

@@ -81,9 +81,11 @@ class ReplaySession:
                     for i in present
                 ]
             )
-        else:
-            assert prompt.box is not None
+        elif prompt.box is not None:
             ious = box_iou(np.array([prompt.box]), np.array([self.scene.box(i, g) for i in present]))[0]
+        else:  # point prompts: the square holding the first positive point
+            x, y = prompt.points[0]
+            ious = np.array([float(self.scene.mask(i, g)[int(y), int(x)]) for i in present])
         self.gt_of[prompt.local_id] = present[int(np.argmax(ious))]
         return self._masks(prompt.frame)
 

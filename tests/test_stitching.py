@@ -180,3 +180,33 @@ def test_is_duplicate_mask(candidate, existing, duplicate) -> None:  # type: ign
         return m
 
     assert is_duplicate_mask(rect(candidate), [rect(e) for e in existing], 0.5) is duplicate
+
+
+@pytest.mark.parametrize(
+    ("style", "points", "has_box"),
+    [
+        ("box", (), True),
+        ("center", ((15.0, 30.0),), False),
+        ("vertical", ((15.0, 20.0), (15.0, 30.0), (15.0, 40.0)), False),
+    ],
+)
+def test_prompt_styles(style: str, points: tuple[tuple[float, float], ...], has_box: bool) -> None:
+    """A detector box becomes a box prompt, its centre point, or centre plus points along the vertical axis."""
+    from sam2flow.core.prompts import new_object_prompts
+    from sam2flow.core.types import Detections
+
+    dets = Detections(np.array([[10, 10, 20, 50]], np.float32), np.array([0.9], np.float32), np.array([0]), ("person",))
+    (p,) = new_object_prompts(dets, np.zeros((0, 4)), 0, 0, 1, 0.5, style=style)  # type: ignore[arg-type]
+    assert p.points == points and p.labels == (1,) * len(points) and (p.box is not None) == has_box
+    assert p.class_name == "person"
+
+
+@pytest.mark.parametrize("style", ["center", "vertical"])
+def test_point_prompt_styles_track_every_object(tmp_path: Path, style: str) -> None:
+    """Point prompt styles go through the whole driver and stitcher: every object keeps one track id."""
+    cfg_style = (f"detector.prompt_style={style}",)
+    table = pq.read_table(run_scene(SCENE, tmp_path, FRAMES, LENGTH, OVERLAP, EVERY, overrides=cfg_style)).to_pylist()
+    tracks_of: dict[int, set[int]] = {}
+    for row in table:
+        tracks_of.setdefault(gt_of_row(row["frame"], row["rle"]), set()).add(row["track_id"])
+    assert set(tracks_of) == {0, 1, 2, 3} and all(len(t) == 1 for t in tracks_of.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,7 @@ def new_object_prompts(
     next_id: int,
     max_new: int,
     duplicate_iou: float,
+    style: PromptStyle = "box",
 ) -> list[ObjectPrompt]:
     """Box prompts for detections that are not already tracked, best score first.
 
@@ -59,6 +61,7 @@ def new_object_prompts(
         next_id: The first free local object id.
         max_new: At most this many new objects are returned.
         duplicate_iou: Box IoU at which a detection counts as an already tracked object.
+        style: How a box becomes a SAM2 prompt (see `box_points`).
 
     Returns:
         The prompts, with consecutive local ids from ``next_id``.
@@ -74,17 +77,37 @@ def new_object_prompts(
         if existing.size and box_iou(box[None], existing).max() >= duplicate_iou:
             continue
         taken.append(box[None])
+        points = box_points(box, style)
         prompts.append(
             ObjectPrompt(
                 local_id=LocalObjId(next_id + len(prompts)),
                 frame=frame,
                 class_id=int(dets.class_ids[i]),
                 class_name=dets.class_names[i],
-                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                points=points,
+                labels=(1,) * len(points),
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])) if style == "box" else None,
                 source="detector",
             )
         )
     return prompts
+
+
+PromptStyle = Literal["box", "center", "vertical"]
+
+
+def box_points(box: npt.ArrayLike, style: PromptStyle) -> tuple[tuple[float, float], ...]:
+    """Positive points that stand for a detector box: none for ``box`` (the box itself is the prompt), its centre for
+    ``center``, or the centre plus points a quarter of the height above and below it for ``vertical`` (a common
+    choice for people, whose box centre may fall between the legs)."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    cx, cy, h = (x0 + x1) / 2, (y0 + y1) / 2, y1 - y0
+    table: dict[str, tuple[tuple[float, float], ...]] = {
+        "box": (),
+        "center": ((cx, cy),),
+        "vertical": ((cx, cy - h / 4), (cx, cy), (cx, cy + h / 4)),
+    }
+    return table[style]
 
 
 def is_duplicate_mask(
