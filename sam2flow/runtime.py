@@ -58,7 +58,6 @@ class WorkerSlot:
     device: str
     index: int
     models: dict[Any, Any] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     executor: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,13 +68,12 @@ class WorkerSlot:
         return self.executor.submit(fn, *args, **kwargs).result()
 
     def get(self, key: Any, build: Callable[[], T]) -> T:
-        """The model cached under ``key``, built on first use."""
-        with self.lock:
-            if key not in self.models:
-                log.info("worker %s#%d: loading %s", self.device, self.index, key[0] if isinstance(key, tuple) else key)
-                self.models[key] = build()
-            model: T = self.models[key]
-            return model
+        """The model cached under ``key``, built on first use (only ever called on the worker's own thread)."""
+        if key not in self.models:
+            log.info("worker %s#%d: loading %s", self.device, self.index, key[0] if isinstance(key, tuple) else key)
+            self.models[key] = build()
+        model: T = self.models[key]
+        return model
 
 
 class WorkerPool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -64,11 +66,18 @@ def probe(path: str) -> VideoProbe:
     """
     if not Path(path).is_file():
         raise VideoError(f"input video {path} does not exist")
+    st = os.stat(path)
+    return _probe(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=32)
+def _probe(resolved: str, size: int, mtime_ns: int, path: str) -> VideoProbe:
+    """`probe` remembered per file, size and modification time: counting packets reads the whole file."""
     cmd = [
         require_binary("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets",
         "-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_read_packets,codec_name,duration"
         ":format=duration",
-        "-of", "json", path,
+        "-of", "json", resolved,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
