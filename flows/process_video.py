@@ -9,7 +9,9 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.finetune import finetune_detector
 from sam2flow.config import PipelineConfig
+from sam2flow.finetune import finetuned_job
 from sam2flow.runtime import worker_pool
 from tasks.extract import extract_task
 from tasks.finalize import finalize_task
@@ -32,6 +34,7 @@ def _sum(results: list[dict[str, Any]], key: str = "seconds") -> float:
 def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig()) -> str:
     """Segment and track every object of one video.
 
+    With ``finetune.enabled``, the `finetune_detector` subflow first trains the detector on the first frames.
     Subsequences are extracted to JPEGs on the CPU a few steps ahead of segmentation, segmented in parallel on the
     available workers (each GPU, or the CPU), stitched into global tracks, and rendered.
 
@@ -47,6 +50,10 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
     t0 = time.perf_counter()
     job = prepare_task(video, out, config)
     t_prepare = time.perf_counter() - t0
+    tuned: dict[str, Any] | None = None
+    if config.finetune.enabled:
+        tuned = finetune_detector(job, config)
+        job = finetuned_job(job, tuned)
     n = len(job.plan)
     rt = config.runtime
     workers = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).size
@@ -76,8 +83,9 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
     stitched = stitch_task(job, config)
     rendered = render_task(job, config)
     seg_results.sort(key=lambda r: r["index"])
-    stages = {
+    stages: dict[str, Any] = {
         "prepare": {"wall_seconds": round(t_prepare, 3)},
+        "finetune": tuned,
         "extract": {"task_seconds": _sum(ext_results), "skipped": sum(bool(r["skipped"]) for r in ext_results)},
         "segment": {
             "wall_seconds": round(t_segment, 3),

@@ -73,8 +73,12 @@ def _preflight(video: str, cfg: PipelineConfig) -> None:
     if not storage.is_remote(video):
         probe(video)
     checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
-    if cfg.detector.enabled:
+    if cfg.detector.enabled and not cfg.finetune.enabled:
         checkpoints.resolve(cfg.detector.model, "yolo")
+    if cfg.finetune.enabled:
+        from sam2flow.finetune import base_model
+
+        base_model(cfg.finetune.base_model)  # a missing file fails now; an unreachable pretrained name falls back
 
 
 @app.command()

@@ -84,6 +84,44 @@ class DetectorConfig(_Section):
     )
 
 
+class FinetuneConfig(_Section):
+    """Fine-tune the detector on the first frames: track the prompted objects, learn them, detect them later."""
+
+    enabled: bool = Field(
+        False,
+        description="Track the manual prompts through the first `frames` frames, train YOLO on those masks' boxes, "
+        "and use the trained detector (instead of detector.model) to prompt every subsequence.",
+    )
+    frames: int = Field(
+        250, ge=16, le=2000, description="Frames tracked for training labels (one SAM2 state: memory grows with it)."
+    )
+    frame_step: int = Field(1, ge=1, description="Use every N-th labelled frame as a training image.")
+    base_model: str = Field(
+        "yolo11n",
+        description="Pretrained YOLO to start from (manifest name, path or URI). When a manifest name cannot be "
+        "loaded (e.g. offline), training starts from its model YAML; a '.yaml' name always trains from scratch.",
+    )
+    epochs: int = Field(50, ge=1, le=1000, description="Training epochs (at most).")
+    patience: int = Field(10, ge=1, description="Stop when validation fitness has not improved for this many epochs.")
+    image_size: int = Field(640, ge=32, description="Training and detection input size in pixels (multiple of 32).")
+    batch: int = Field(16, ge=1, description="Training batch size.")
+    val_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of time blocks used for validation (blocks, never single frames)."
+    )
+    block_frames: int = Field(25, ge=1, description="Consecutive frames per time block of the train/validation split.")
+    gap_frames: int = Field(
+        5, ge=0, description="Training frames this close to a validation frame are left out (near duplicates)."
+    )
+    seed: int = Field(0, description="Training seed.")
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"finetune.image_size must be a multiple of 32, got {v}")
+        return v
+
+
 class ManualPrompt(_Section):
     """An object given by hand: points with labels (1 positive, 0 negative) and/or a box, on one global frame."""
 
@@ -108,6 +146,47 @@ class ManualPrompt(_Section):
             raise ValueError("prompts: a manual prompt needs points or a box")
         if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
             raise ValueError(f"prompts: box {list(self.box)} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return self
+
+
+class Zone(_Section):
+    """A named polygon in source pixels."""
+
+    name: str = Field(min_length=1, description="Zone name, written to events.parquet and drawn on the video.")
+    polygon: list[tuple[float, float]] = Field(
+        min_length=3, description="Vertices [[x, y], ...] in source pixels, in order around the zone."
+    )
+
+
+class ZonesConfig(_Section):
+    """Named zones: restrict detector prompts to them and record when tracks enter and leave them."""
+
+    regions: list[Zone] = Field(default_factory=list, description="The zones (none: no zone logic, no events).")
+    filter_prompts: bool = Field(
+        False,
+        description="Only detections whose box touches a zone on the keyframe prompt SAM2 (manual prompts always "
+        "do); objects keep being tracked when they leave the zone.",
+    )
+    anchor: Literal["bottom_center", "center", "centroid"] = Field(
+        "bottom_center",
+        description="The point of a track that must be inside a zone: box bottom-centre (feet, for people), "
+        "box centre, or mask centroid.",
+    )
+    hysteresis: int = Field(
+        3,
+        ge=1,
+        description="A track must stay on the new side of a zone border for this many consecutive observed frames "
+        "before an enter/exit event is recorded (dated to the first of them).",
+    )
+    draw: bool = Field(True, description="Draw the zones on annotated.mp4.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> ZonesConfig:
+        names = [z.name for z in self.regions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zones.regions: zone names must be unique, got {names}")
+        if self.filter_prompts and not self.regions:
+            raise ValueError("zones.filter_prompts needs at least one zone in zones.regions")
         return self
 
 
@@ -187,6 +266,8 @@ class PipelineConfig(_Section):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     prompts: list[ManualPrompt] = Field(default_factory=list, description="Objects given by hand.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    zones: ZonesConfig = Field(default_factory=ZonesConfig)
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
     stitching: StitchingConfig = Field(default_factory=StitchingConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
@@ -197,11 +278,23 @@ class PipelineConfig(_Section):
     def _has_prompt_source(self) -> PipelineConfig:
         if not self.detector.enabled and not self.prompts:
             raise ValueError("nothing to track: enable the detector or give manual prompts")
+        ft = self.finetune
+        if ft.enabled:
+            if not self.detector.enabled:
+                raise ValueError("finetune.enabled needs detector.enabled: the trained detector prompts the video")
+            if not any(p.frame < ft.frames for p in self.prompts):
+                raise ValueError(
+                    f"finetune.enabled needs manual prompts (prompts: ...) on a frame before finetune.frames "
+                    f"({ft.frames}): they say which objects to learn"
+                )
         return self
 
     def digest(self) -> str:
         """Short content digest of the settings that decide segmentation results."""
-        relevant = self.model_dump(mode="json", include={"video", "chunking", "detector", "prompts", "segmenter"})
+        sections = {"video", "chunking", "detector", "prompts", "finetune", "segmenter"}
+        relevant = self.model_dump(mode="json", include=sections)
+        if self.zones.filter_prompts:  # otherwise zones only decide events, which are rebuilt from the masks
+            relevant["zones"] = [z.model_dump(mode="json") for z in self.zones.regions]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam2flow.config import ConfigError, PipelineConfig, with_overrides
 from sam2flow.core.planning import plan_subsequences
@@ -27,9 +27,13 @@ from sam2flow.io.video import VideoProbe, extract_subsequence, probe
 from sam2flow.runtime import WorkerSlot, release_free_memory, worker_pool
 from sam2flow.segment import SegmentStats
 
+if TYPE_CHECKING:
+    from sam2flow.models.segmenter import Sam2Segmenter
+
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json")
+EVENTS = "events.parquet"  # only with zones
 SUCCESS = "_SUCCESS"
 
 
@@ -89,7 +93,9 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     num_frames = min(info.num_frames, cfg.video.max_frames or info.num_frames)
     plan = tuple(plan_subsequences(num_frames, cfg.chunking.length, cfg.chunking.overlap))
     sam2 = checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
-    yolo = checkpoints.resolve(cfg.detector.model, "yolo") if cfg.detector.enabled else None
+    # A fine-tuned detector replaces detector.model once it is trained (see sam2flow.finetune).
+    use_model = cfg.detector.enabled and not cfg.finetune.enabled
+    yolo = checkpoints.resolve(cfg.detector.model, "yolo") if use_model else None
     video_id = make_video_id(video, storage.content_digest(str(local)))
     out_dir = storage.join(out, video_id)
     storage.makedirs(out_dir)
@@ -136,18 +142,24 @@ def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
     return {"index": index, "skipped": False, "seconds": time.perf_counter() - t0}
 
 
-def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentStats:
-    """The part of `segment` that runs on the worker's own thread: models (built once), then the subsequence."""
-    from sam2flow.models.detector import YoloDetector
+def segmenter_for(slot: WorkerSlot, job: VideoJob, cfg: PipelineConfig) -> Sam2Segmenter:
+    """The worker's SAM2 model (built on its first use, then kept)."""
     from sam2flow.models.segmenter import Sam2Segmenter
-    from sam2flow.segment import segment_subsequence
 
-    sub = job.plan[index]
     seg_cfg = cfg.segmenter
-    segmenter = slot.get(
+    return slot.get(
         ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
         lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
     )
+
+
+def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentStats:
+    """The part of `segment` that runs on the worker's own thread: models (built once), then the subsequence."""
+    from sam2flow.models.detector import YoloDetector
+    from sam2flow.segment import segment_subsequence
+
+    sub = job.plan[index]
+    segmenter = segmenter_for(slot, job, cfg)
     detector = None
     if job.yolo is not None:
         d = cfg.detector
@@ -219,7 +231,19 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
     log.info(
         "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
     )
-    return {**asdict(result), "seconds": time.perf_counter() - t0}
+    out: dict[str, Any] = {**asdict(result), "seconds": time.perf_counter() - t0}
+    if cfg.zones.regions:
+        from sam2flow.events import write_events
+
+        ev = write_events(
+            job.output("masks.parquet"), job.output(EVENTS), cfg.zones, job.video_id, job.info.fps_float,
+            job.num_frames,
+        )  # fmt: skip
+        log.info("%s: %d zone event(s) (%d enter, %d exit)", job.video_id, ev.events, ev.enters, ev.exits)
+        out["events"] = asdict(ev)
+    else:
+        storage.remove(job.output(EVENTS))
+    return out
 
 
 def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
@@ -237,9 +261,11 @@ def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
         log.info("render: frame %d/%d", done, total)
 
     banner = "RANDOM WEIGHTS - masks are meaningless" if job.random_weights else None
+    zones = [(z.name, z.polygon) for z in cfg.zones.regions] if cfg.zones.draw else []
     frames = render_video(
-        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress, banner
-    )
+        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress, banner,
+        zones,
+    )  # fmt: skip
     storage.upload(local, job.output("annotated.mp4"))
     local.unlink()
     return {"frames": frames, "seconds": time.perf_counter() - t0, "enabled": True}
@@ -291,10 +317,15 @@ def finalize(job: VideoJob, cfg: PipelineConfig, stages: dict[str, Any]) -> str:
         "config_digest": job.config_digest,
         "checkpoints": {"sam2": _checkpoint_record(job.sam2), "yolo": _checkpoint_record(job.yolo)},
         "random_weights": job.random_weights,
+        "finetune": stages.get("finetune"),
         "versions": _versions(),
         "stages": stages,
         "wall_seconds": time.time() - job.started,
-        "outputs": {n: job.output(n) for n in OUTPUT_FILES if n != "annotated.mp4" or cfg.render.enabled},
+        "outputs": {
+            n: job.output(n)
+            for n in (*OUTPUT_FILES, EVENTS)
+            if (n != "annotated.mp4" or cfg.render.enabled) and (n != EVENTS or cfg.zones.regions)
+        },
     }
     storage.write_bytes(job.output("manifest.json"), json.dumps(manifest, indent=2, default=str).encode())
     missing = [n for n, uri in manifest["outputs"].items() if not storage.exists(uri)]
@@ -357,9 +388,10 @@ def restitch(out_dir: str, overrides: list[str] | None = None, rerender: bool = 
     """
     job, old_cfg, manifest = load_job(out_dir)
     cfg = with_overrides(old_cfg, overrides)
-    if cfg.digest() != job.config_digest:
+    if cfg.digest() != old_cfg.digest():
         raise ConfigError(
-            "re-stitching can only change stitching.* and render.* settings; run `sam2flow run` for the others"
+            "re-stitching can only change stitching.*, render.* and zone event settings (zones.*, unless "
+            "zones.filter_prompts is on); run `sam2flow run` for the others"
         )
     storage.remove(job.output(SUCCESS))
     stages = dict(manifest.get("stages", {}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import ctypes.util
 import logging
@@ -64,8 +65,12 @@ class WorkerSlot:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sam2flow-{self.device}-{self.index}")
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on this worker's thread and wait for its result."""
-        return self.executor.submit(fn, *args, **kwargs).result()
+        """Run ``fn`` on this worker's thread and wait for its result.
+
+        The caller's context variables go along, so logs from the worker land in the calling task's Prefect run.
+        """
+        ctx = contextvars.copy_context()
+        return self.executor.submit(ctx.run, fn, *args, **kwargs).result()
 
     def get(self, key: Any, build: Callable[[], T]) -> T:
         """The model cached under ``key``, built on first use (only ever called on the worker's own thread)."""

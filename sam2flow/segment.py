@@ -16,6 +16,7 @@ from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
+from sam2flow.core.zones import box_touches_polygon
 from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,12 @@ def _next_id(classes: dict[LocalObjId, tuple[int, str]], reserved: dict[int, int
     return max([*map(int, classes), *reserved, -1]) + 1
 
 
+def in_zones(dets: Detections, polygons: list[list[tuple[float, float]]]) -> Detections:
+    """The detections whose box touches at least one of the polygons."""
+    keep = np.array([any(box_touches_polygon(b, p) for p in polygons) for b in dets.boxes], dtype=bool)
+    return dets.select(keep)
+
+
 def _boxes(fm: FrameMasks | None) -> np.ndarray:
     if fm is None or not fm.obj_ids:
         return np.zeros((0, 4), np.float32)
@@ -315,6 +322,8 @@ def segment_subsequence(
                 assert detector is not None
                 cap = min(budget, det_cfg.max_objects_per_keyframe)
                 dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
+                if cfg.zones.filter_prompts:
+                    dets = in_zones(dets, [z.polygon for z in cfg.zones.regions])
                 # Cheap first pass on boxes; then each candidate's own SAM2 mask is compared with the tracked ones.
                 candidates = new_object_prompts(
                     dets,

@@ -60,6 +60,28 @@ TRACKS_SCHEMA = pa.schema(
 )
 """One row per track, sorted by track_id."""
 
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("frame", pa.int64(), nullable=False),
+        pa.field("time", pa.float64(), nullable=False),
+        pa.field("zone", pa.string(), nullable=False),
+        pa.field("track_id", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),
+        pa.field("cause", pa.string(), nullable=False),
+        pa.field("x", pa.float32(), nullable=False),
+        pa.field("y", pa.float32(), nullable=False),
+    ],
+    metadata={
+        "sam2flow": "events",
+        "event": "enter | exit",
+        "cause": "crossed (moved across the border) | appeared (first seen inside) | disappeared (lost while inside)",
+        "x,y": "the anchor point in source pixels on the event frame",
+    },
+)
+"""Zone enter/exit events, sorted by (frame, zone, track_id)."""
+
 
 CARRIED_FROM = b"carried_from"
 """Part-file metadata key: JSON {local id: local id in the previous subsequence} for carried objects."""

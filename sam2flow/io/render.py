@@ -69,6 +69,20 @@ def draw(frame: np.ndarray, rows: list[dict[str, object]], cfg: RenderConfig) ->
     return out
 
 
+ZONE_COLOUR = (255, 255, 255)
+
+
+def draw_zones(frame: np.ndarray, zones: list[tuple[str, list[tuple[float, float]]]]) -> np.ndarray:
+    """A copy of an RGB frame with each zone outlined and named."""
+    out = frame.copy()
+    for name, polygon in zones:
+        pts = np.round(np.asarray(polygon, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], isClosed=True, color=ZONE_COLOUR, thickness=2, lineType=cv2.LINE_AA)
+        x, y = (int(v) for v in pts[:, 0].min(axis=0))
+        cv2.putText(out, name, (x + 4, max(y - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, ZONE_COLOUR, 2, cv2.LINE_AA)
+    return out
+
+
 def render_video(
     video: str,
     info: VideoProbe,
@@ -78,10 +92,12 @@ def render_video(
     cfg: RenderConfig,
     progress: Callable[[int, int], None] | None = None,
     banner: str | None = None,
+    zones: list[tuple[str, list[tuple[float, float]]]] | None = None,
 ) -> int:
     """Stream the source video and masks.parquet (sorted by frame) into an H.264 file at the source fps.
 
-    ``banner`` is written in the bottom-left corner of every frame (used to mark random-weight runs).
+    ``banner`` is written in the bottom-left corner of every frame (used to mark random-weight runs); ``zones``
+    (name, polygon) are outlined under the masks.
 
     Returns:
         The number of frames written (``num_frames`` unless the source decodes fewer).
@@ -97,7 +113,8 @@ def render_video(
                 if pending[0] == i:
                     drawn = pending[1]
                 pending = next(rows, None)
-            out = draw(frame, drawn, cfg) if drawn else frame
+            base = draw_zones(frame, zones) if zones else frame
+            out = draw(base, drawn, cfg) if drawn else base
             if banner:
                 out = out.copy() if out is frame else out
                 cv2.putText(out, banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)

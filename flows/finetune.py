@@ -1,0 +1,31 @@
+"""The `finetune_detector` subflow: learn the manually prompted objects from the first frames of a video."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from sam2flow import finetune
+from sam2flow.config import PipelineConfig
+from sam2flow.pipeline import VideoJob
+from tasks.finetune import finetune_label_task, finetune_train_task
+
+
+@flow(name="finetune_detector", retries=1, retry_delay_seconds=10, log_prints=True, validate_parameters=False)
+def finetune_detector(job: VideoJob, config: PipelineConfig) -> dict[str, Any]:
+    """Track the prompted objects through ``finetune.frames`` frames, train YOLO on their boxes, save the weights.
+
+    A complete fine-tune with the same inputs (video, prompts, SAM2 model and finetune settings) is reused, not
+    repeated. A retry of this subflow reuses labels that were already written.
+
+    Returns:
+        The fine-tune record (weights URI, classes, split, validation metrics), with ``reused`` set.
+    """
+    logger = get_run_logger()
+    record = finetune.existing(job, config)
+    if record is not None:
+        logger.info("finetune: reusing %s (trained earlier with the same inputs)", record["weights"])
+        return {**record, "reused": True}
+    labelled = finetune_label_task(job, config)
+    return {**finetune_train_task(job, config, labelled), "reused": False}
