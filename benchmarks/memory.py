@@ -12,27 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BOX = [20, 60, 70, 110]
+from benchmarks.common import ROOT, bench_squares, peak_mib, run_child, squares_clip
+
 LENGTH = int(os.environ.get("SAM2FLOW_BENCH_LENGTH", "200"))
 
 
 def _clip(path: Path, frames: int) -> Path:
-    sys.path.insert(0, str(ROOT))
-    from tests.synth import Square, write_clip
-
-    return write_clip(path, frames, squares=(Square((230, 40, 40), y=60, x0=20, speed=0.05, size=50),))
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return squares_clip(path, frames, objects=1)
 
 
 def run_sam2flow(video: str, out: str) -> dict[str, float]:
@@ -47,7 +38,7 @@ def run_sam2flow(video: str, out: str) -> dict[str, float]:
     )
     t0 = time.perf_counter()
     process_video(video=video, out=out, config=cfg)
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mib": _peak_mib()}
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mib": peak_mib()}
 
 
 def run_official(video: str, work: str) -> dict[str, float]:
@@ -70,22 +61,13 @@ def run_official(video: str, work: str) -> dict[str, float]:
     t0 = time.perf_counter()
     with torch.inference_mode():
         state = predictor.init_state(str(frames))
-        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, box=BOX)
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, box=list(bench_squares(1, 1)[0].box(0)))
         n = sum(1 for _ in predictor.propagate_in_video(state))
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mib": _peak_mib(), "frames": n}
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mib": peak_mib(), "frames": n}
 
 
 def _child(kind: str, video: str, work: str) -> dict[str, float]:
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "YOLO_OFFLINE": "1"}
-    code = (
-        f"import json; from benchmarks.memory import run_{kind} as f; "
-        f"print('RESULT', json.dumps(f({video!r}, {work!r})))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return dict(json.loads(line[len("RESULT ") :]))
+    return run_child("benchmarks.memory", f"run_{kind}", video, work)
 
 
 def main() -> None:

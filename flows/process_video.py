@@ -90,6 +90,7 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
         "segment": {
             "wall_seconds": round(t_segment, 3),
             "task_seconds": _sum(seg_results),
+            "sam2_seconds": _sum(seg_results, "sam2_seconds"),
             "reused": sum(bool(r["reused"]) for r in seg_results),
             "subsequences": seg_results,
         },

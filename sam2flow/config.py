@@ -205,6 +205,11 @@ class SegmenterConfig(_Section):
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
     )
     offload_video_to_cpu: bool = Field(False, description="Keep decoded frames in CPU memory (saves GPU memory).")
+    compile: bool = Field(
+        False,
+        description="torch.compile the SAM2 model (the official 'vos_optimized' build). For GPUs: each worker pays "
+        "the compile time once, on its first subsequence.",
+    )
 
     @field_validator("image_size")
     @classmethod

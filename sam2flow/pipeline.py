@@ -148,8 +148,8 @@ def segmenter_for(slot: WorkerSlot, job: VideoJob, cfg: PipelineConfig) -> Sam2S
 
     seg_cfg = cfg.segmenter
     return slot.get(
-        ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
-        lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu),
+        ("sam2", job.sam2.sha256, seg_cfg.image_size, seg_cfg.offload_video_to_cpu, seg_cfg.compile),
+        lambda: Sam2Segmenter(job.sam2, slot.device, seg_cfg.image_size, seg_cfg.offload_video_to_cpu, seg_cfg.compile),
     )
 
 

@@ -62,6 +62,47 @@ class SegmentStats:
     rows: int
     frames_with_masks: int
     seconds: float
+    sam2_seconds: float = 0.0
+    """Time spent inside the segmenter's calls (adding prompts, propagating): the rest is sam2flow's overhead."""
+
+
+class _TimedSession:
+    """Wraps a session and adds up the time spent inside its calls."""
+
+    def __init__(self, inner: Session) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.num_frames, self.height, self.width = inner.num_frames, inner.height, inner.width
+
+    @property
+    def object_ids(self) -> list[LocalObjId]:
+        return self.inner.object_ids
+
+    def add(self, prompt: ObjectPrompt) -> FrameMasks:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.add(prompt)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def remove(self, obj_id: LocalObjId) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.inner.remove(obj_id)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
+        it = iter(self.inner.propagate(start, stop))
+        while True:
+            t0 = time.perf_counter()
+            try:
+                fm = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - t0
+            yield fm
 
 
 def keyframes(length: int, detect_every: int | None) -> list[int]:
@@ -274,7 +315,8 @@ def segment_subsequence(
     stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
     pending: list[MaskRow] = []
 
-    with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as session:
+    with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as raw_session:
+        session = _TimedSession(raw_session)
 
         def emit(fm: FrameMasks) -> None:
             for o, m in zip(fm.obj_ids, fm.masks):
@@ -363,4 +405,5 @@ def segment_subsequence(
         rows=stats["rows"],
         frames_with_masks=stats["frames_with_masks"],
         seconds=time.perf_counter() - t0,
+        sam2_seconds=session.seconds,
     )

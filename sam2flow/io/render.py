@@ -97,7 +97,7 @@ def render_video(
     """Stream the source video and masks.parquet (sorted by frame) into an H.264 file at the source fps.
 
     ``banner`` is written in the bottom-left corner of every frame (used to mark random-weight runs); ``zones``
-    (name, polygon) are outlined under the masks.
+    (name, polygon) are outlined over the masks.
 
     Returns:
         The number of frames written (``num_frames`` unless the source decodes fewer).
@@ -113,8 +113,9 @@ def render_video(
                 if pending[0] == i:
                     drawn = pending[1]
                 pending = next(rows, None)
-            base = draw_zones(frame, zones) if zones else frame
-            out = draw(base, drawn, cfg) if drawn else base
+            out = draw(frame, drawn, cfg) if drawn else frame
+            if zones:
+                out = draw_zones(out, zones)
             if banner:
                 out = out.copy() if out is frame else out
                 cv2.putText(out, banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)

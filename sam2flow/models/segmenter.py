@@ -38,6 +38,7 @@ class Sam2Segmenter:
         device: str,
         image_size: int | None = None,
         offload_video_to_cpu: bool = False,
+        compile_model: bool = False,
     ) -> None:
         import sam2.sam2_video_predictor as svp
         import sam2.utils.misc as sam2_misc
@@ -56,7 +57,11 @@ class Sam2Segmenter:
         overrides = image_size_overrides(image_size) if image_size else []
         self.device = torch.device(device)
         self.predictor = build_sam2_video_predictor(
-            checkpoint.config, ckpt_path=str(checkpoint.path), device=device, hydra_overrides_extra=overrides
+            checkpoint.config,
+            ckpt_path=str(checkpoint.path),
+            device=device,
+            hydra_overrides_extra=overrides,
+            vos_optimized=compile_model,
         )
         self.image_size = int(self.predictor.image_size)
         self.offload_video_to_cpu = offload_video_to_cpu
