@@ -54,7 +54,8 @@ def run_child(module: str, func: str, *args: Any, profile: Path | None = None, *
     cmd = [sys.executable, "-c", code, json.dumps(list(args)), json.dumps(kwargs)]
     if profile is not None:
         spy = Path(sys.executable).with_name("py-spy")
-        cmd = [str(spy), "record", "--format", "raw", "--rate", "50", "--nonblocking", "--threads", "--output", str(profile), "--", *cmd]
+        record = ["record", "--format", "raw", "--rate", "50", "--nonblocking", "--threads", "--output", str(profile)]
+        cmd = [str(spy), *record, "--", *cmd]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{module}.{func} failed:\n{proc.stderr[-3000:]}")

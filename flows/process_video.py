@@ -16,7 +16,7 @@ from sam2flow.runtime import worker_pool
 from tasks.extract import extract_task
 from tasks.finalize import finalize_task
 from tasks.prepare import prepare_task
-from tasks.render import render_task
+from tasks.render import render_piece_task, render_task
 from tasks.segment import segment_task
 from tasks.stitch import stitch_task
 
@@ -35,8 +35,9 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
     """Segment and track every object of one video.
 
     With ``finetune.enabled``, the `finetune_detector` subflow first trains the detector on the first frames.
-    Subsequences are extracted to JPEGs on the CPU a few steps ahead of segmentation, segmented in parallel on the
-    available workers (each GPU, or the CPU), stitched into global tracks, and rendered.
+    Subsequences are extracted to JPEGs on the CPU a few steps ahead of segmentation and segmented in parallel on
+    the available workers (each GPU, or the CPU); the annotated video is drawn piece by piece as soon as the
+    subsequences before each piece are done; then the tracks are stitched and the pieces joined.
 
     Args:
         video: Local path or fsspec URI of the input video.
@@ -74,13 +75,22 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
         after = [extracts[i], segments[i - 1]] if config.chunking.mode == "carry" and i > 0 else [extracts[i]]
         segments.append(segment_task.submit(job, i, config, wait_for=after))  # type: ignore[call-overload]
     seg_results: list[dict[str, Any]] = []
+    done: set[int] = set()
+    pieces: list[PrefectFuture[dict[str, Any]]] = []  # annotated video pieces drawn while segmentation goes on
     for k, fut in enumerate(as_completed(segments), start=1):
-        seg_results.append(fut.result())
+        result = fut.result()
+        seg_results.append(result)
+        done.add(int(result["index"]))
         logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
+        # A piece can be drawn once every subsequence up to its own is segmented (ids depend only on earlier ones).
+        while config.render.enabled and len(pieces) < n and len(pieces) in done:
+            pieces.append(render_piece_task.submit(job, len(pieces), config))
     ext_results = [f.result() for f in extracts]
     t_segment = time.perf_counter() - t1
 
     stitched = stitch_task(job, config)
+    for piece in pieces:  # a piece that failed is simply drawn again by the final render
+        piece.wait()
     rendered = render_task(job, config)
     seg_results.sort(key=lambda r: r["index"])
     stages: dict[str, Any] = {

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -28,6 +29,7 @@ from sam2flow.runtime import WorkerSlot, release_free_memory, worker_pool
 from sam2flow.segment import SegmentStats
 
 if TYPE_CHECKING:
+    from sam2flow.io.render import Overlay
     from sam2flow.models.segmenter import Sam2Segmenter
 
 log = logging.getLogger(__name__)
@@ -246,29 +248,95 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
     return out
 
 
-def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
-    """Write annotated.mp4 (encoded locally, then copied to the output folder)."""
-    from sam2flow.io.render import render_video
+def _overlay(job: VideoJob, cfg: PipelineConfig) -> Overlay:
+    from sam2flow.io.render import Overlay
+
+    zones = tuple((z.name, tuple(z.polygon)) for z in cfg.zones.regions) if cfg.zones.draw else ()
+    banner = "RANDOM WEIGHTS - masks are meaningless" if job.random_weights else None
+    return Overlay(cfg.render, banner, zones)
+
+
+def _piece(job: VideoJob, index: int) -> tuple[Path, Path]:
+    """A rendered piece of the annotated video (the frames subsequence ``index`` owns, MPEG-TS) and its digest."""
+    folder = Path(job.work_dir) / "render"
+    return folder / f"{index:05d}.ts", folder / f"{index:05d}.json"
+
+
+_LINKERS: dict[tuple[str, str], tuple[threading.Lock, Any]] = {}
+_LINKERS_LOCK = threading.Lock()
+
+
+def render_piece(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Render the frames subsequence ``index`` owns while later subsequences are still being segmented.
+
+    Needs the part files of subsequences ``0..index`` (track ids depend only on earlier subsequences). A track's
+    class may still change when later parts come in; `render` then redraws the pieces whose content changed.
+    """
+    from sam2flow.io.render import RENDER_COLUMNS, render_range, rows_digest
+    from sam2flow.stitch import Linker, part_rows
 
     t0 = time.perf_counter()
+    key = (job.out_dir, job.config_digest)
+    with _LINKERS_LOCK:
+        if key not in _LINKERS:
+            parts = [job.part_uri(i) for i in range(len(job.plan))]
+            linker = Linker(job.plan, parts, job.info.height, job.info.width, cfg.stitching.iou_threshold)
+            _LINKERS[key] = (threading.Lock(), linker)
+        lock, linker = _LINKERS[key]
+    with lock:
+        rows = part_rows(linker, index, linker.tracks(index)).select(RENDER_COLUMNS).to_pylist()
+    overlay = _overlay(job, cfg)
+    mp4, meta = _piece(job, index)
+    mp4.parent.mkdir(parents=True, exist_ok=True)
+    frames = linker.owned[index]
+    render_range(job.local_video, job.info, frames, rows, mp4, overlay)
+    meta.write_text(json.dumps({"digest": rows_digest(rows, overlay), "frames": len(frames)}))
+    return {"index": index, "frames": len(frames), "seconds": time.perf_counter() - t0}
+
+
+def render(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
+    """Write annotated.mp4 from masks.parquet: pieces already rendered during segmentation are kept when they show
+    exactly the final rows; the others are rendered now; the pieces are joined without re-encoding and uploaded."""
+    from sam2flow.core.planning import owned_ranges
+    from sam2flow.io.render import masks_rows, render_range, rows_digest
+    from sam2flow.io.video import concat_videos
+
+    t0 = time.perf_counter()
+    with _LINKERS_LOCK:
+        _LINKERS.pop((job.out_dir, job.config_digest), None)
     if not cfg.render.enabled:
         storage.remove(job.output("annotated.mp4"))
         return {"frames": 0, "seconds": 0.0, "enabled": False}
+    overlay = _overlay(job, cfg)
+    pieces: list[Path] = []
+    kept = 0
+    owned = owned_ranges(list(job.plan))
+    for index, frames in enumerate(owned):
+        rows = masks_rows(job.output("masks.parquet"), frames)
+        digest = rows_digest(rows, overlay)
+        mp4, meta = _piece(job, index)
+        if mp4.is_file() and meta.is_file() and json.loads(meta.read_text()).get("digest") == digest:
+            kept += 1
+        else:
+            mp4.parent.mkdir(parents=True, exist_ok=True)
+            render_range(job.local_video, job.info, frames, rows, mp4, overlay)
+            meta.write_text(json.dumps({"digest": digest, "frames": len(frames)}))
+            log.info("render: piece %d/%d (frames %d-%d)", index + 1, len(owned), frames.start, frames.stop - 1)
+        pieces.append(mp4)
     local = Path(job.work_dir) / "annotated.mp4"
-    local.parent.mkdir(parents=True, exist_ok=True)
-
-    def progress(done: int, total: int) -> None:
-        log.info("render: frame %d/%d", done, total)
-
-    banner = "RANDOM WEIGHTS - masks are meaningless" if job.random_weights else None
-    zones = [(z.name, z.polygon) for z in cfg.zones.regions] if cfg.zones.draw else []
-    frames = render_video(
-        job.local_video, job.info, job.num_frames, job.output("masks.parquet"), local, cfg.render, progress, banner,
-        zones,
-    )  # fmt: skip
+    concat_videos(pieces, local)
     storage.upload(local, job.output("annotated.mp4"))
     local.unlink()
-    return {"frames": frames, "seconds": time.perf_counter() - t0, "enabled": True}
+    shutil.rmtree(Path(job.work_dir) / "render", ignore_errors=True)
+    frames_total = sum(len(r) for r in owned)
+    log.info("render: %d piece(s), %d drawn during segmentation and kept", len(pieces), kept)
+    return {
+        "frames": frames_total,
+        "pieces": len(pieces),
+        "pieces_kept": kept,
+        "seconds": time.perf_counter() - t0,
+        "enabled": True,
+    }
 
 
 def _rss_mib() -> float:

@@ -13,3 +13,9 @@ from sam2flow.config import PipelineConfig
 def render_task(job: pipeline.VideoJob, config: PipelineConfig) -> dict[str, Any]:
     """Write annotated.mp4."""
     return pipeline.render(job, config)
+
+
+@task(name="render-piece", cache_policy=NO_CACHE, task_run_name="render-piece-{index}")
+def render_piece_task(job: pipeline.VideoJob, index: int, config: PipelineConfig) -> dict[str, Any]:
+    """Render the frames one subsequence owns while later ones are still being segmented."""
+    return pipeline.render_piece(job, index, config)

@@ -106,6 +106,10 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     manifest = check_outputs(Path(out), 48, clip)
     assert len(manifest["subsequences"]) == 2
     assert manifest["stages"]["segment"]["reused"] == 0
+    # The annotated video is drawn in one piece per subsequence; the last piece (drawn when every part is known) is
+    # always final, earlier ones are kept unless a track's class changed when later parts came in.
+    render = manifest["stages"]["render"]
+    assert render["pieces"] == 2 and 1 <= render["pieces_kept"] <= 2
     masks_before = pq.read_table(Path(out) / "masks.parquet")
 
     out2 = process_video(video=str(clip), out=str(tmp_path / "out"), config=small_config("render.alpha=0.2"))

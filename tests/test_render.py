@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from sam2flow.config import RenderConfig
@@ -37,3 +39,23 @@ def test_draw_blends_the_mask_in_the_track_colour() -> None:
     assert np.array_equal(out[30, 40], expected)
     assert out[5, 5].tolist() == [0, 0, 0]
     assert frame.max() == 0, "the input frame is not modified"
+
+
+def test_pieces_join_frame_exactly(tmp_path: Path) -> None:
+    """Pieces rendered from seeked ranges and joined without re-encoding give every source frame once, in order."""
+    from sam2flow.io.render import Overlay, render_range
+    from sam2flow.io.video import concat_videos, iter_frames, probe
+    from tests.synth import read_index, write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", 70, fps=30)
+    info = probe(str(clip))
+    pieces = []
+    for n, frames in enumerate([range(0, 23), range(23, 50), range(50, 70)]):
+        out = tmp_path / f"{n}.ts"
+        assert render_range(str(clip), info, frames, [], out, Overlay(RenderConfig())) == len(frames)
+        pieces.append(out)
+    joined = tmp_path / "joined.mp4"
+    concat_videos(pieces, joined)
+    out_info = probe(str(joined))
+    assert out_info.num_frames == 70 and out_info.fps == info.fps == "30"
+    assert [read_index(f) for f in iter_frames(str(joined), out_info)] == list(range(70))

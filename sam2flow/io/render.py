@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import colorsys
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from sam2flow.config import RenderConfig
 from sam2flow.core import rle
-from sam2flow.io import storage
+from sam2flow.io.parquet import read_table
 from sam2flow.io.video import VideoProbe, iter_frames, video_writer
 
 log = logging.getLogger(__name__)
@@ -26,22 +28,52 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _rows_by_frame(masks_uri: str) -> Iterator[tuple[int, list[dict[str, object]]]]:
-    fs, path = storage.filesystem(masks_uri)
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        current: int | None = None
-        group: list[dict[str, object]] = []
-        for batch in pf.iter_batches(columns=["frame", "track_id", "class_name", "bbox", "height", "width", "rle"]):
-            for row in batch.to_pylist():
-                frame = int(row["frame"])
-                if current is not None and frame != current:
-                    yield current, group
-                    group = []
-                current = frame
-                group.append(row)
-        if current is not None:
+RENDER_COLUMNS = ["frame", "track_id", "class_name", "bbox", "height", "width", "rle"]
+"""The masks.parquet columns drawing needs."""
+
+Row = dict[str, object]
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Everything drawn besides the masks: the render settings, an optional banner and the zones."""
+
+    cfg: RenderConfig
+    banner: str | None = None
+    zones: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+
+    def key(self) -> str:
+        """A stable text form (part of each rendered piece's digest)."""
+        return json.dumps([self.cfg.model_dump(mode="json"), self.banner, self.zones], sort_keys=True)
+
+
+def masks_rows(masks_uri: str, frames: range | None = None) -> list[Row]:
+    """The drawing columns of masks.parquet (sorted by frame, track), for the given frames or all of them."""
+    filters = None if frames is None else [("frame", ">=", frames.start), ("frame", "<", frames.stop)]
+    rows: list[Row] = read_table(masks_uri, columns=RENDER_COLUMNS, filters=filters).to_pylist()
+    return rows
+
+
+def rows_digest(rows: Iterable[Row], overlay: Overlay) -> str:
+    """Digest of what a rendered piece shows: its rows' frames, track ids, classes and masks, and the overlay."""
+    h = hashlib.sha256(overlay.key().encode())
+    for r in rows:
+        h.update(f"{r['frame']}|{r['track_id']}|{r['class_name']}|{r['rle']}\n".encode())
+    return h.hexdigest()
+
+
+def _group_by_frame(rows: Iterable[Row]) -> Iterator[tuple[int, list[Row]]]:
+    current: int | None = None
+    group: list[Row] = []
+    for row in rows:
+        frame = int(row["frame"])  # type: ignore[call-overload]
+        if current is not None and frame != current:
             yield current, group
+            group = []
+        current = frame
+        group.append(row)
+    if current is not None:
+        yield current, group
 
 
 def draw(frame: np.ndarray, rows: list[dict[str, object]], cfg: RenderConfig) -> np.ndarray:
@@ -83,44 +115,43 @@ def draw_zones(frame: np.ndarray, zones: list[tuple[str, list[tuple[float, float
     return out
 
 
-def render_video(
+def render_range(
     video: str,
     info: VideoProbe,
-    num_frames: int,
-    masks_uri: str,
+    frames: range,
+    rows: Iterable[Row],
     out_path: Path,
-    cfg: RenderConfig,
+    overlay: Overlay,
     progress: Callable[[int, int], None] | None = None,
-    banner: str | None = None,
-    zones: list[tuple[str, list[tuple[float, float]]]] | None = None,
 ) -> int:
-    """Stream the source video and masks.parquet (sorted by frame) into an H.264 file at the source fps.
+    """Render source frames ``frames`` with the given mask rows (sorted by frame) into an H.264 file at the source fps.
 
-    ``banner`` is written in the bottom-left corner of every frame (used to mark random-weight runs); ``zones``
-    (name, polygon) are outlined over the masks.
+    Pieces rendered this way for consecutive ranges join without re-encoding (`concat_videos`).
 
     Returns:
-        The number of frames written (``num_frames`` unless the source decodes fewer).
+        The number of frames written (``len(frames)`` unless the source decodes fewer).
     """
-    rows = _rows_by_frame(masks_uri)
-    pending = next(rows, None)
+    groups = _group_by_frame(rows)
+    pending = next(groups, None)
     written = 0
-    with video_writer(out_path, info.width, info.height, info.fps, crf=cfg.crf) as proc:
+    zones = [(name, list(poly)) for name, poly in overlay.zones]
+    with video_writer(out_path, info.width, info.height, info.fps, crf=overlay.cfg.crf) as proc:
         assert proc.stdin is not None
-        for i, frame in enumerate(iter_frames(video, info, max_frames=num_frames)):
-            drawn: list[dict[str, object]] = []
-            while pending is not None and pending[0] <= i:
-                if pending[0] == i:
+        for i, frame in enumerate(iter_frames(video, info, max_frames=len(frames), start=frames.start)):
+            g = frames.start + i
+            drawn: list[Row] = []
+            while pending is not None and pending[0] <= g:
+                if pending[0] == g:
                     drawn = pending[1]
-                pending = next(rows, None)
-            out = draw(frame, drawn, cfg) if drawn else frame
+                pending = next(groups, None)
+            out = draw(frame, drawn, overlay.cfg) if drawn else frame
             if zones:
                 out = draw_zones(out, zones)
-            if banner:
+            if overlay.banner:
                 out = out.copy() if out is frame else out
-                cv2.putText(out, banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)
+                cv2.putText(out, overlay.banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)
             proc.stdin.write(out.tobytes())
             written += 1
-            if progress is not None and (written % 50 == 0 or written == num_frames):
-                progress(written, num_frames)
+            if progress is not None and (written % 50 == 0 or written == len(frames)):
+                progress(written, len(frames))
     return written

@@ -112,8 +112,7 @@ def _probe(resolved: str, size: int, mtime_ns: int, path: str) -> VideoProbe:
 def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, jpeg_quality: int = 2) -> int:
     """Write the subsequence's frames to ``out_dir/00000.jpg …`` (local index = global frame - ``sub.start``).
 
-    Constant-frame-rate inputs are seeked to half a frame before ``sub.start`` (ffmpeg's accurate seek then starts
-    exactly at that frame); variable-frame-rate inputs are decoded from the start and selected by frame number.
+    Seeking is frame-accurate (see `_range_input`).
 
     Returns:
         The number of JPEGs written, which equals ``sub.length``.
@@ -124,12 +123,7 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.jpg"):
         stale.unlink()
-    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y"]
-    if info.constant_frame_rate:
-        seek = max(0.0, (sub.start - 0.5) / info.fps_float)
-        cmd += ["-ss", f"{seek:.6f}", "-i", video, "-frames:v", str(sub.length)]
-    else:
-        cmd += ["-i", video, "-vf", f"select=between(n\\,{sub.start}\\,{sub.stop - 1})", "-frames:v", str(sub.length)]
+    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y", *_range_input(video, info, sub.start, sub.length)]
     cmd += ["-fps_mode", "passthrough", "-q:v", str(jpeg_quality), "-start_number", "0", str(out_dir / "%05d.jpg")]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -145,13 +139,25 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
     return written
 
 
-def iter_frames(video: str, info: VideoProbe, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Yield decoded RGB frames ``(H, W, 3)`` uint8, one at a time, in order."""
-    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-i", video, "-f", "rawvideo", "-pix_fmt", "rgb24"]
-    cmd += ["-fps_mode", "passthrough"]
-    if max_frames is not None:
-        cmd += ["-frames:v", str(max_frames)]
-    cmd += ["-"]
+def _range_input(video: str, info: VideoProbe, start: int, count: int | None) -> list[str]:
+    """ffmpeg input arguments that decode frames ``start, start + 1, …`` (``count`` of them, or to the end).
+
+    Constant-frame-rate inputs are seeked to half a frame before ``start`` (ffmpeg's accurate seek then starts
+    exactly at that frame); variable-frame-rate inputs are decoded from the start and selected by frame number.
+    """
+    limit = ["-frames:v", str(count)] if count is not None else []
+    if start == 0:
+        return ["-i", video, *limit]
+    if info.constant_frame_rate:
+        return ["-ss", f"{max(0.0, (start - 0.5) / info.fps_float):.6f}", "-i", video, *limit]
+    stop = f"\\,{start + count - 1}" if count is not None else "\\,1e12"
+    return ["-i", video, "-vf", f"select=between(n\\,{start}{stop})", *limit]
+
+
+def iter_frames(video: str, info: VideoProbe, max_frames: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
+    """Yield decoded RGB frames ``(H, W, 3)`` uint8, one at a time, in order, from frame ``start`` on."""
+    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", *_range_input(video, info, start, max_frames)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"]
     frame_bytes = info.width * info.height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None  # for type checkers: PIPE was requested
@@ -177,8 +183,10 @@ def video_writer(path: Path, width: int, height: int, fps: str, crf: int = 20) -
         require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", fps, "-i", "-",
         "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
-        "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-r", fps, "-fps_mode", "passthrough", str(path),
+        "-pix_fmt", "yuv420p", "-r", fps, "-fps_mode", "passthrough",
     ]  # fmt: skip
+    # MPEG-TS pieces can be joined byte by byte (see `concat_videos`); anything else is a finished MP4.
+    cmd += ["-f", "mpegts", str(path)] if path.suffix == ".ts" else ["-movflags", "+faststart", str(path)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     ok = False
     try:
@@ -191,3 +199,27 @@ def video_writer(path: Path, width: int, height: int, fps: str, crf: int = 20) -
         code = proc.wait()
         if ok and code != 0:
             raise VideoError(f"ffmpeg failed to encode {path}: {err.strip()}")
+
+
+def concat_videos(parts: list[Path], out: Path) -> None:
+    """Join MPEG-TS pieces written by `video_writer` with the same settings into one MP4, without re-encoding.
+
+    The pieces are concatenated byte by byte (ffmpeg reads MPEG-TS timestamps across the joins) and remuxed, so
+    the result has every frame once at the pieces' frame rate.
+
+    Raises:
+        VideoError: If ffmpeg fails.
+    """
+    joined = out.with_name(out.stem + ".joined.ts")
+    with open(joined, "wb") as dst:
+        for p in parts:
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 22)
+    cmd = [
+        require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(joined), "-c", "copy",
+        "-movflags", "+faststart", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    joined.unlink()
+    if proc.returncode != 0:
+        raise VideoError(f"ffmpeg could not join {len(parts)} rendered pieces into {out}: {proc.stderr.strip()}")
