@@ -250,31 +250,14 @@ def main() -> None:
         for k in args.objects:
             video = str(squares_clip(Path(tmp) / f"k{k}.mp4", args.frames, k))
             print(f"{k} object(s): {args.frames} frames, subsequences of {args.length}", flush=True)
+            same = {"objects": k, "frames": args.frames, **common}
+            chunks = {"length": args.length, "overlap": overlap}
             row = {
-                "official": _case("official", video, tmp, objects=k, frames=args.frames, **common),
-                "per_object": _case("per_object", video, tmp, objects=k, frames=args.frames, **common),
-                "sequential": _case(
-                    "sequential",
-                    video,
-                    tmp,
-                    objects=k,
-                    frames=args.frames,
-                    length=args.length,
-                    overlap=overlap,
-                    **common,
-                ),
+                "official": _case("official", video, tmp, **same),
+                "per_object": _case("per_object", video, tmp, **same),
+                "sequential": _case("sequential", video, tmp, **same, **chunks),
                 "sam2flow": _case(
-                    "sam2flow",
-                    video,
-                    tmp,
-                    objects=k,
-                    frames=args.frames,
-                    length=args.length,
-                    overlap=overlap,
-                    workers=1,
-                    threads=None,
-                    compile_model=args.compile,
-                    **common,
+                    "sam2flow", video, tmp, **same, **chunks, workers=1, threads=None, compile_model=args.compile
                 ),
             }
             row["loop_over_sam2flow"] = row["per_object"]["seconds"] / row["sam2flow"]["seconds"]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.finetune import finetune_detector
+from sam2flow.archive import artifact_slug
 from sam2flow.config import PipelineConfig
 from sam2flow.finetune import finetuned_job
+from sam2flow.pipeline import VideoJob
 from sam2flow.runtime import worker_pool
 from tasks.extract import extract_task
 from tasks.finalize import finalize_task
@@ -23,6 +27,44 @@ from tasks.stitch import stitch_task
 
 def _sum(results: list[dict[str, Any]], key: str = "seconds") -> float:
     return round(sum(float(r.get(key, 0.0)) for r in results), 3)
+
+
+def _segment_locally(
+    job: VideoJob,
+    config: PipelineConfig,
+    progress_id: UUID,
+    extracts: list[PrefectFuture[dict[str, Any]]],
+    pieces: list[PrefectFuture[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Extraction a few steps ahead, segmentation on this machine's workers, render pieces as soon as possible."""
+    logger = get_run_logger()
+    n = len(job.plan)
+    rt = config.runtime
+    workers = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).size
+    ahead = workers + rt.extract_workers  # extracted-but-not-segmented subsequences at most
+    segments: list[PrefectFuture[dict[str, Any]]] = []
+    for i in range(n):
+        wait = []
+        if i >= rt.extract_workers:
+            wait.append(extracts[i - rt.extract_workers])
+        if i >= ahead:
+            wait.append(segments[i - ahead])
+        extracts.append(extract_task.submit(job, i, config, wait_for=wait))  # type: ignore[call-overload]
+        # Carry mode: each subsequence starts from the previous one's masks, so they run one after another.
+        after = [extracts[i], segments[i - 1]] if config.chunking.mode == "carry" and i > 0 else [extracts[i]]
+        segments.append(segment_task.submit(job, i, config, wait_for=after))  # type: ignore[call-overload]
+    seg_results: list[dict[str, Any]] = []
+    done: set[int] = set()
+    for k, fut in enumerate(as_completed(segments), start=1):
+        result = fut.result()
+        seg_results.append(result)
+        done.add(int(result["index"]))
+        logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
+        update_progress_artifact(progress_id, 100.0 * k / n)
+        # A piece can be drawn once every subsequence up to its own is segmented (ids depend only on earlier ones).
+        while config.render.enabled and len(pieces) < n and len(pieces) in done:
+            pieces.append(render_piece_task.submit(job, len(pieces), config))
+    return seg_results
 
 
 @flow(
@@ -57,35 +99,27 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
         job = finetuned_job(job, tuned)
     n = len(job.plan)
     rt = config.runtime
-    workers = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).size
-    ahead = workers + rt.extract_workers  # extracted-but-not-segmented subsequences at most
-    logger.info("%s: %d subsequence(s) on %d worker(s)", job.video_id, n, workers)
+    if rt.executor == "local":
+        workers = worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).size
+        logger.info("%s: %d subsequence(s) on %d worker(s)", job.video_id, n, workers)
+    progress_id = cast(  # a sync flow gets the id itself (the function also has an async form)
+        UUID,
+        create_progress_artifact(
+            progress=0.0, key=f"progress-{artifact_slug(job.video_id)}", description=f"sam2flow: {job.video}"
+        ),
+    )
 
     t1 = time.perf_counter()
     extracts: list[PrefectFuture[dict[str, Any]]] = []
-    segments: list[PrefectFuture[dict[str, Any]]] = []
-    for i in range(n):
-        wait = []
-        if i >= rt.extract_workers:
-            wait.append(extracts[i - rt.extract_workers])
-        if i >= ahead:
-            wait.append(segments[i - ahead])
-        extracts.append(extract_task.submit(job, i, config, wait_for=wait))  # type: ignore[call-overload]
-        # Carry mode: each subsequence starts from the previous one's masks, so they run one after another.
-        after = [extracts[i], segments[i - 1]] if config.chunking.mode == "carry" and i > 0 else [extracts[i]]
-        segments.append(segment_task.submit(job, i, config, wait_for=after))  # type: ignore[call-overload]
-    seg_results: list[dict[str, Any]] = []
-    done: set[int] = set()
     pieces: list[PrefectFuture[dict[str, Any]]] = []  # annotated video pieces drawn while segmentation goes on
-    for k, fut in enumerate(as_completed(segments), start=1):
-        result = fut.result()
-        seg_results.append(result)
-        done.add(int(result["index"]))
-        logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
-        # A piece can be drawn once every subsequence up to its own is segmented (ids depend only on earlier ones).
-        while config.render.enabled and len(pieces) < n and len(pieces) in done:
-            pieces.append(render_piece_task.submit(job, len(pieces), config))
-    ext_results = [f.result() for f in extracts]
+    if rt.executor == "ray":
+        from flows.segment_ray import ray_task_runner, segment_on_ray
+
+        seg_results = segment_on_ray.with_options(task_runner=ray_task_runner(config))(job, config)
+        update_progress_artifact(progress_id, 100.0)
+    else:
+        seg_results = _segment_locally(job, config, progress_id, extracts, pieces)
+    ext_results = [f.result() for f in extracts]  # none with Ray: its tasks extract for themselves
     t_segment = time.perf_counter() - t1
 
     stitched = stitch_task(job, config)

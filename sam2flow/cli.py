@@ -114,6 +114,85 @@ def run(
 
 
 @app.command()
+def archive(
+    source: Annotated[str, typer.Argument(help="Folder or fsspec URI (s3://bucket/prefix) holding the videos.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder or URI; each video goes to OUT/<video_id>/.")],
+    pattern: Annotated[
+        str, typer.Option("--pattern", "-p", help="Glob under SOURCE; '**/*.mp4' includes sub-folders.")
+    ] = "*.mp4",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, max=16, help="Videos at once.")] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Process every matching video of an archive with the process_archive flow.
+
+    Videos already done with the same config are skipped; a file that cannot be processed fails alone and is
+    reported with its reason. Exit code 0 when none failed, 1 when some did, 2 on bad arguments.
+    """
+    from sam2flow.archive import list_videos
+    from sam2flow.io import checkpoints
+
+    _setup_logging(verbose)
+    cfg = _load(config, set_)
+    try:
+        videos = list_videos(source, pattern)
+        checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
+        if cfg.detector.enabled and not cfg.finetune.enabled:
+            checkpoints.resolve(cfg.detector.model, "yolo")
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if not videos:
+        _fail(f"no file under {source} matches {pattern!r}")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.process_archive import process_archive
+
+    state = process_archive(
+        source=source, out=out, pattern=pattern, config=cfg, max_in_flight=max_in_flight, return_state=True
+    )
+    reports = state.result(raise_on_failure=False)
+    if not isinstance(reports, list):
+        _fail(f"the archive run failed: {state.message or reports}")
+    for r in reports:
+        colour = {"done": typer.colors.GREEN, "skipped": typer.colors.BLUE}.get(r["status"], typer.colors.RED)
+        detail = r["out_dir"] if r["status"] != "failed" else r["reason"]
+        typer.secho(f"{r['status']:8} {r['video']}  {detail}", fg=colour)
+    typer.echo(state.message or "")
+    raise typer.Exit(code=1 if any(r["status"] == "failed" for r in reports) else 0)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Archive the scheduled process_archive run reads.")
+    ] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder of the scheduled run.")] = None,
+    pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob of the scheduled run.")] = "*.mp4",
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Schedule process_archive, e.g. '0 2 * * *' (02:00 daily).")
+    ] = None,
+) -> None:
+    """Serve the process_video and process_archive deployments from this machine, without a work pool.
+
+    Runs come from the Prefect UI or API (and the optional cron schedule) and execute here, on this machine's GPUs.
+    Needs a Prefect server (set PREFECT_API_URL); see infra/README.md for the scaled-out setup with work pools.
+    """
+    from prefect import serve as prefect_serve
+
+    _setup_logging(False)
+    cfg = _load(config, None)
+    if cron and not (source and out):
+        _fail("--cron needs --source and --out (what the scheduled archive run reads and writes)")
+    from flows.deployments import build_deployments
+
+    deployments = build_deployments(cfg, source=source, out=out, pattern=pattern, cron=cron)
+    typer.echo("serving: " + ", ".join(d.name for d in deployments) + " (Ctrl-C to stop)")
+    prefect_serve(*deployments)
+
+
+@app.command()
 def stitch(
     run_dir: Annotated[str, typer.Argument(help="The output folder of a run: OUT/<video_id> (local path or URI).")],
     iou: Annotated[

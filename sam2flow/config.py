@@ -255,6 +255,20 @@ class RuntimeConfig(_Section):
     torch_threads: Annotated[int | None, Field(ge=1)] = Field(
         None, description="CPU threads per worker; all cores divided by the CPU workers when empty."
     )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where subsequences are segmented: 'local' (this machine's workers) or 'ray' (one Ray task per "
+        "subsequence through prefect-ray; each task extracts its own frames, so OUT must be storage every node "
+        "reaches, e.g. s3://).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster for executor 'ray': 'auto', 'HOST:PORT' or 'ray://HOST:10001'; a new local "
+        "Ray instance when empty.",
+    )
+    ray_gpus_per_task: Annotated[float | None, Field(ge=0)] = Field(
+        None, description="GPUs per Ray segment task: 1 when the cluster has GPUs, else 0, when empty."
+    )
 
     @field_validator("device")
     @classmethod

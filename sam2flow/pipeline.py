@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import re
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,6 +212,20 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
         stats.seconds / max(stats.frames, 1), rss,
     )  # fmt: skip
     return out
+
+
+def extract_and_segment(job: VideoJob, index: int, cfg: PipelineConfig) -> dict[str, Any]:
+    """Extract and segment one subsequence in one go, on whatever machine runs it (the Ray fan-out).
+
+    The input is read from the job's local copy when this machine has it, else fetched from its URI; the frames
+    stay on this machine and the part file goes to the (shared) output folder.
+    """
+    if part_done(job, index):
+        return {"index": index, "reused": True, "seconds": 0.0, "host": platform.node(), "pid": os.getpid()}
+    if not Path(job.local_video).is_file():
+        job = replace(job, local_video=str(storage.localize(job.video, checkpoints.cache_dir().parent / "inputs")))
+    extract(job, index, cfg)
+    return {**segment(job, index, cfg), "host": platform.node(), "pid": os.getpid()}
 
 
 def stitch(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:

@@ -128,3 +128,22 @@ def test_absent_objects_give_no_mask() -> None:
     fm = session._frame_masks(3, [7, 9], logits)
     assert fm.obj_ids == (9,) and fm.masks.shape == (1, 8, 10) and int(fm.masks.sum()) == 12
     assert abs(float(fm.scores[0]) - float(torch.sigmoid(torch.tensor(2.0)))) < 1e-6
+
+
+def test_concurrent_random_checkpoints_are_the_seeded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Videos in flight resolve the same random checkpoint at once: one thread writes it, the others wait, and the
+    weights are exactly the seeded ones (interleaved draws from torch's global generator would change them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from sam2flow.io.checkpoints import resolve
+
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path / "one"))
+    single = torch.load(resolve("random:sam2.1_hiera_tiny", "sam2").path, weights_only=True)["model"]
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path / "many"))
+    with ThreadPoolExecutor(3) as pool:
+        paths = {r.path for r in pool.map(lambda _: resolve("random:sam2.1_hiera_tiny", "sam2"), range(3))}
+    assert len(paths) == 1
+    many = torch.load(paths.pop(), weights_only=True)["model"]
+    assert single.keys() == many.keys() and all(torch.equal(single[k], many[k]) for k in single)

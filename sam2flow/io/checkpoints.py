@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import os
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -117,6 +122,30 @@ def _verify(path: Path, expected: str | None, label: str) -> tuple[str, bool]:
     return digest, True
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Only one thread of one process at a time writes ``path`` (videos in flight share the cache).
+
+    Without it, two threads generating the same random checkpoint interleave their draws from torch's global
+    generator and save weights that match neither seed.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(str(path), threading.Lock())
+    locks = cache_dir() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    with lock, open(locks / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def resolve(spec: str, kind: Kind, image_size: int | None = None) -> ResolvedCheckpoint:
     """Turn a checkpoint spec into a local, verified file.
 
@@ -131,16 +160,18 @@ def resolve(spec: str, kind: Kind, image_size: int | None = None) -> ResolvedChe
     if spec.startswith(RANDOM_PREFIX):
         entry = _entry(spec[len(RANDOM_PREFIX) :], kind)
         path = cache_dir() / "random" / f"{entry.name}.pt"
-        if not path.exists():
-            from sam2flow.models.random_weights import write_random_checkpoint
+        with _exclusive(path):
+            if not path.exists():
+                from sam2flow.models.random_weights import write_random_checkpoint
 
-            write_random_checkpoint(entry.name, kind, entry.config, path)
+                write_random_checkpoint(entry.name, kind, entry.config, path)
         return ResolvedCheckpoint(spec, path, entry.config, True, storage.sha256_file(path), False)
     if spec in load_manifest():
         entry = _entry(spec, kind)
         path = cache_dir() / Path(entry.url).name
-        if not path.exists():
-            _download(entry, path)
+        with _exclusive(path):
+            if not path.exists():
+                _download(entry, path)
         digest, ok = _verify(path, entry.sha256, repr(entry.name))
         return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok)
     if storage.is_remote(spec):

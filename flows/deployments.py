@@ -1,0 +1,77 @@
+"""Deployments of the two flows, for `sam2flow serve` (no work pool) and for infra/deploy.py (work pools).
+
+Both flows take the pipeline config as a typed parameter, so the Prefect UI renders it as a validated form (field
+descriptions, choices, bounds from `sam2flow.config`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.events import DeploymentEventTrigger
+
+from flows.process_archive import process_archive
+from flows.process_video import process_video
+from sam2flow.config import PipelineConfig
+
+NEW_VIDEO_EVENT = "sam2flow.video.created"
+"""Emit this event (``resource.id`` = the video's URI, ``payload.out`` = where results go) to process a new file:
+e.g. from an S3 notification forwarded by a webhook, or `emit_new_video`."""
+
+
+def new_video_trigger() -> DeploymentEventTrigger:
+    """Start process_video for each `NEW_VIDEO_EVENT`, with the video and output folder taken from the event."""
+    return DeploymentEventTrigger(
+        name="new video",
+        expect={NEW_VIDEO_EVENT},
+        match={"prefect.resource.id": "*"},
+        parameters={"video": "{{ event.resource.id }}", "out": "{{ event.payload.out }}"},
+    )
+
+
+def emit_new_video(uri: str, out: str) -> None:
+    """Announce a new video (what a bucket notification or an upload script would do)."""
+    from prefect.events import emit_event
+
+    emit_event(event=NEW_VIDEO_EVENT, resource={"prefect.resource.id": uri}, payload={"out": out})
+
+
+def build_deployments(
+    config: PipelineConfig,
+    source: str | None = None,
+    out: str | None = None,
+    pattern: str = "*.mp4",
+    cron: str | None = None,
+    work_pool: str | None = None,
+) -> list[Any]:
+    """The process_video deployment (UI runs and new-video events) and the process_archive deployment.
+
+    Args:
+        config: Default config of both deployments (each run can change it in the UI form).
+        source, out, pattern: Default archive parameters (a scheduled run needs them).
+        cron: Cron schedule of process_archive (e.g. ``0 2 * * *``); none when empty.
+        work_pool: Run through this work pool (scaled-out setup) instead of the serving process.
+    """
+    cfg = config.model_dump(mode="json")
+    video = process_video.to_deployment(
+        name="sam2flow-video",
+        parameters={"config": cfg},
+        triggers=[new_video_trigger()],
+        description="Segment and track every object of one video.",
+        tags=["sam2flow"],
+        work_pool_name=work_pool,
+    )
+    archive_params: dict[str, Any] = {"config": cfg, "pattern": pattern}
+    if source:
+        archive_params["source"] = source
+    if out:
+        archive_params["out"] = out
+    archive = process_archive.to_deployment(
+        name="sam2flow-archive",
+        parameters=archive_params,
+        cron=cron,
+        description="Process every new video of an archive; finished ones are skipped.",
+        tags=["sam2flow"],
+        work_pool_name=work_pool,
+    )
+    return [video, archive]

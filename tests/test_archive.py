@@ -1,0 +1,99 @@
+"""Archives: listing, skipping finished videos, and the real process_archive flow with a corrupt file among videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from sam2flow.archive import finished_run, list_videos
+from sam2flow.config import PipelineConfig, load_config
+from sam2flow.io import storage
+from tests.prefect_api import run_tree_artifacts
+from tests.synth import Square, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = (
+    "detector.enabled=false",
+    "prompts=[{frame: 0, box: [20, 60, 70, 110], class_name: square}]",
+    "chunking.length=24",
+    "chunking.overlap=16",
+    "segmenter.max_objects=1",
+)
+
+
+def make_archive(tmp_path: Path) -> tuple[Path, PipelineConfig]:
+    """A folder with two small videos and a corrupt one, and a config that segments them quickly on the CPU."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_clip(archive / "a.mp4", 24, squares=(Square((230, 40, 40), y=60, x0=20, speed=1.0, size=50),))
+    write_clip(archive / "b.mp4", 24, squares=(Square((40, 40, 230), y=60, x0=20, speed=-0.5, size=50),))
+    (archive / "c_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    return archive, load_config(ROOT / "configs" / "smoke.yaml", list(TINY))
+
+
+def test_list_videos_local_and_memory(tmp_path: Path) -> None:
+    (tmp_path / "cam1").mkdir()
+    for name in ("b.mp4", "a.mp4", "notes.txt", "cam1/c.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    assert list_videos(str(tmp_path), "*.mp4") == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert list_videos(str(tmp_path), "**/*.mp4")[-1] == str(tmp_path / "cam1" / "c.mp4")
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/arch/x.mp4", b"x")
+    mem.pipe("/arch/y.mov", b"y")
+    (listed,) = list_videos("memory://arch", "*.mp4")
+    assert listed.startswith("memory://") and listed.endswith("/arch/x.mp4") and storage.exists(listed)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        list_videos(str(tmp_path / "missing"), "*.mp4")
+
+
+@pytest.mark.slow
+def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_path: Path) -> None:
+    from flows.process_archive import process_archive
+
+    archive, cfg = make_archive(tmp_path)
+    out = tmp_path / "out"
+
+    state = process_archive(source=str(archive), out=str(out), config=cfg, max_in_flight=2, return_state=True)
+    assert state.is_failed() and "2 done, 0 skipped, 1 failed of 3" in (state.message or "")
+    reports = {Path(r["video"]).name: r for r in state.result(raise_on_failure=False)}
+    assert [reports[n]["status"] for n in ("a.mp4", "b.mp4", "c_corrupt.mp4")] == ["done", "done", "failed"]
+    assert (
+        "c_corrupt.mp4" in reports["c_corrupt.mp4"]["reason"] and "readable video" in reports["c_corrupt.mp4"]["reason"]
+    )
+    for name in ("a.mp4", "b.mp4"):
+        run_dir = Path(reports[name]["out_dir"])
+        assert (run_dir / "_SUCCESS").is_file() and reports[name]["tracks"] >= 1 and reports[name]["frames"] == 24
+        assert finished_run(str(archive / name), str(out), cfg) == str(run_dir)
+    assert finished_run(str(archive / "a.mp4"), str(out), load_config(ROOT / "configs" / "smoke.yaml")) is None
+
+    # Artifacts, read back through the API: a summary table, a markdown note per video, a progress bar per run.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs, arts = run_tree_artifacts(client, state.state_details.flow_run_id)
+    assert len(runs) == 1 + 3, "one process_video subflow per video"
+    table = [a for a in arts if a.key == "archive-summary"]
+    assert len(table) == 1 and table[0].type == "table"
+    notes = [a for a in arts if a.type == "markdown"]
+    assert len(notes) == 3 and any("**failed**" in str(a.data) for a in notes)
+    progress = [a for a in arts if a.type == "progress"]
+    assert len(progress) == 2 and all(float(a.data) == 100.0 for a in progress)
+
+    # A second run skips the finished videos and fails the corrupt one again.
+    again = process_archive(source=str(archive), out=str(out), config=cfg, return_state=True)
+    statuses = sorted(r["status"] for r in again.result(raise_on_failure=False))
+    assert statuses == ["failed", "skipped", "skipped"] and again.is_failed()
+
+
+def test_archive_cli_rejects_an_empty_match(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sam2flow.cli", "archive", str(tmp_path), "--out", str(tmp_path / "o"),
+         "--config", "configs/smoke.yaml"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no file under" in proc.stderr

@@ -1,0 +1,68 @@
+"""What can be validated of infra/ without GPUs, containers or a cluster."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+INFRA = Path(__file__).resolve().parents[1] / "infra"
+
+
+def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from flows.deployments import NEW_VIDEO_EVENT
+
+    spec = yaml.safe_load((INFRA / "prefect.yaml").read_text())
+    names = {}
+    for d in spec["deployments"]:
+        path, func = d["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), func)
+        names[d["name"]] = flow.name
+        assert d["work_pool"]["job_variables"]["gpus"] == 1
+    assert names == {"sam2flow-video": "process_video", "sam2flow-archive": "process_archive"}
+    archive = next(d for d in spec["deployments"] if d["name"] == "sam2flow-archive")
+    CronSchedule(cron=archive["schedules"][0]["cron"], timezone=archive["schedules"][0]["timezone"])
+    video = next(d for d in spec["deployments"] if d["name"] == "sam2flow-video")
+    assert video["triggers"][0]["expect"] == [NEW_VIDEO_EVENT]
+
+
+def test_k8s_template_requests_gpus_and_declares_every_variable() -> None:
+    template = json.loads((INFRA / "k8s" / "gpu-work-pool-template.json").read_text())
+    container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpus }}"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "{{ gpus }}"
+    used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", json.dumps(template["job_configuration"])))
+    assert used <= set(template["variables"]["properties"]), used - set(template["variables"]["properties"])
+
+
+def test_compose_file() -> None:
+    spec = yaml.safe_load((INFRA / "compose.yaml").read_text())
+    assert {"postgres", "prefect-server", "worker"} <= set(spec["services"])
+    url = spec["services"]["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert url.startswith("postgresql+asyncpg://") and "@postgres:5432/" in url
+    assert spec["services"]["worker"]["command"][:2] == ["sam2flow", "serve"]
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("docker compose is not installed: only the YAML structure was checked")
+    proc = subprocess.run([docker, "compose", "-f", str(INFRA / "compose.yaml"), "config", "-q"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_deployments_carry_the_config_form() -> None:
+    from flows.deployments import build_deployments
+    from sam2flow.config import PipelineConfig
+
+    video, archive = build_deployments(PipelineConfig(), source="/data/in", out="/data/out", cron="0 2 * * *")
+    assert archive.schedules and archive.schedules[0].schedule.cron == "0 2 * * *"
+    assert archive.parameters["source"] == "/data/in" and video.triggers
+    schema = json.dumps(video._parameter_openapi_schema.model_dump())
+    # descriptions, choices and bounds of the config reach the UI form
+    assert "Frames per subsequence" in schema and '"carry"' in schema and '"minimum": 17' in schema

@@ -1,0 +1,181 @@
+"""The real service setup: a Prefect server on PostgreSQL, `sam2flow serve`, and an archive run triggered through
+the API on a folder with two small videos and a corrupt file."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.prefect_api import run_tree_artifacts
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's postgresql package); yields an asyncpg URL."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: scripts/setup.sh installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs it)")
+    root = Path(tempfile.mkdtemp(prefix="sam2flow-pg-"))
+    root.chmod(0o755)
+    data, port = root / "data", _free_port()
+    as_pg: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, initdb, "-D", str(data), "-U", "prefect", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)  # fmt: skip
+    opts = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off"
+    subprocess.run([*as_pg, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "pg.log"), "-w", "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        createdb = _pg_binary("createdb") or "createdb"
+        subprocess.run([*as_pg, createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "prefect"],
+                       check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect"
+    finally:
+        subprocess.run([*as_pg, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`prefect server start` on that database; yields the API URL."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": postgres,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=f, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/health", 120, proc, log)
+        assert "postgresql" in postgres
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _serve(api: str, config: Path, home: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = home / "serve.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "sam2flow"), "serve", "--config", str(config)], env=env, cwd=ROOT,
+            stdout=f, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return proc, log
+
+
+def _run_archive(api: str, parameters: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """Trigger the archive deployment through the API, wait for it, and read its artifacts back."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}):
+        run = run_deployment("process_archive/sam2flow-archive", parameters=parameters, timeout=900)
+        with get_client(sync_client=True) as client:
+            _, artifacts = run_tree_artifacts(client, run.id)
+    return run, artifacts
+
+
+@pytest.mark.slow
+def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.test_archive import make_archive
+
+    archive, cfg = make_archive(tmp_path)
+    config_file = tmp_path / "cfg.json"  # JSON is YAML
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    serve, log = _serve(prefect_server, config_file, tmp_path)
+    try:
+        from prefect.client.orchestration import get_client
+
+        with temporary_settings({PREFECT_API_URL: prefect_server}), get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    client.read_deployment_by_name("process_archive/sam2flow-archive")
+                    break
+                except Exception as exc:
+                    if time.monotonic() > deadline or serve.poll() is not None:
+                        raise RuntimeError(
+                            f"sam2flow serve did not register its deployments:\n{log.read_text()}"
+                        ) from exc
+                    time.sleep(1)
+        params = {"source": str(archive), "out": str(tmp_path / "out"), "pattern": "*.mp4", "max_in_flight": 2}
+        run, artifacts = _run_archive(prefect_server, params)
+        assert run.state.is_failed(), run.state
+        assert "2 done, 0 skipped, 1 failed of 3" in (run.state.message or "")
+        table = next(a for a in artifacts if a.key == "archive-summary")
+        data = table.data if isinstance(table.data, list) else json.loads(table.data)
+        rows = {Path(r["video"]).name: r for r in data}
+        assert [rows[n]["status"] for n in ("a.mp4", "b.mp4", "c_corrupt.mp4")] == ["done", "done", "failed"]
+        assert "readable video" in rows["c_corrupt.mp4"]["reason"]
+        assert sum(a.type == "markdown" for a in artifacts) == 3
+        assert sum(a.type == "progress" for a in artifacts) == 2
+        for name in ("a.mp4", "b.mp4"):
+            assert (Path(rows[name]["out_dir"]) / "_SUCCESS").is_file()
+
+        again, _ = _run_archive(prefect_server, params)
+        assert "0 done, 2 skipped, 1 failed of 3" in (again.state.message or "")
+    finally:
+        serve.terminate()
+        serve.wait(30)
