@@ -135,6 +135,26 @@ def _run_archive(api: str, parameters: dict[str, Any]) -> tuple[Any, list[Any]]:
     return run, artifacts
 
 
+def _trigger_new_video(api: str, video: str, out: str, timeout: float = 300) -> Any:
+    """Emit the new-video event and wait for the process_video run its trigger starts to finish."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import emit_new_video
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        emit_new_video(video, out)
+        only_video = DeploymentFilter(name=DeploymentFilterName(any_=["sam2flow-video"]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(deployment_filter=only_video, limit=10)
+            if runs and runs[0].state is not None and runs[0].state.is_final():
+                return runs[0]
+            time.sleep(2)
+    raise TimeoutError(f"no finished process_video run within {timeout}s of the new-video event")
+
+
 @pytest.mark.slow
 def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -176,6 +196,14 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
 
         again, _ = _run_archive(prefect_server, params)
         assert "0 done, 2 skipped, 1 failed of 3" in (again.state.message or "")
+
+        # A new file announced by an event starts a process_video run through the deployment's trigger.
+        new_video = archive.parent / "new.mp4"
+        shutil.copy(archive / "a.mp4", new_video)
+        triggered = _trigger_new_video(prefect_server, str(new_video), str(tmp_path / "out-events"))
+        assert triggered.state.is_completed(), triggered.state
+        assert triggered.parameters["video"] == str(new_video)
+        assert list((tmp_path / "out-events").glob("new-*/_SUCCESS"))
     finally:
         serve.terminate()
         serve.wait(30)
