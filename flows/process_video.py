@@ -8,6 +8,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.exceptions import UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -27,6 +28,17 @@ from tasks.stitch import stitch_task
 
 def _sum(results: list[dict[str, Any]], key: str = "seconds") -> float:
     return round(sum(float(r.get(key, 0.0)) for r in results), 3)
+
+
+def _result_or_cause(fut: PrefectFuture[dict[str, Any]], upstream: list[PrefectFuture[dict[str, Any]]]) -> Any:
+    """A segment task's result; when it never ran because an extraction failed, that extraction's own error."""
+    try:
+        return fut.result()
+    except UnfinishedRun:
+        for u in upstream:
+            if u.state.is_failed():
+                u.result()  # raises the extraction's error (e.g. a truncated file), which names the input
+        raise
 
 
 def _segment_locally(
@@ -56,7 +68,7 @@ def _segment_locally(
     seg_results: list[dict[str, Any]] = []
     done: set[int] = set()
     for k, fut in enumerate(as_completed(segments), start=1):
-        result = fut.result()
+        result = _result_or_cause(fut, extracts)
         seg_results.append(result)
         done.add(int(result["index"]))
         logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)

@@ -273,3 +273,19 @@ def test_carry_mode_with_the_real_predictor(prefect_harness: None, tmp_path: Pat
     from sam2flow.io.parquet import read_carried_from
 
     assert read_carried_from(str(parts[0])) == {} and read_carried_from(str(parts[1])) == {0: 0}
+
+
+def test_cli_truncated_video_is_one_clear_error(tmp_path: Path) -> None:
+    """A video cut off after its first kilobytes fails with one message naming it, not a Prefect internal error."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=48, squares=SQUARES)
+    # With the index up front (+faststart) the cut file still probes; the frames themselves are missing.
+    indexed = tmp_path / "indexed.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(indexed)],
+                   check=True)  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(indexed.read_bytes()[:8000])
+    proc = _cli("run", str(cut), "--config", str(SMOKE), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(last) == 1 and str(cut) in last[0] and "truncated" in last[0] and "Unfinished" not in last[0]
+    assert not list((tmp_path / "out").rglob("_SUCCESS"))

@@ -128,7 +128,8 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise VideoError(
-            f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: {proc.stderr.strip()}"
+            f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: the file may be truncated or "
+            f"corrupt; check it or re-encode it (ffmpeg: {_telling_line(proc.stderr)})"
         )
     written = len(list(out_dir.glob("*.jpg")))
     if written != sub.length:
@@ -137,6 +138,16 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
             "the file may be truncated or have a variable frame rate that ffprobe misreports"
         )
     return written
+
+
+_TELLING = ("partial file", "Invalid data", "moov atom not found", "No such file", "Permission denied", "truncat")
+
+
+def _telling_line(stderr: str) -> str:
+    """The line of ffmpeg's error output that says most about a broken input (else its last line)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line for word in _TELLING)]
+    return (telling or lines or ["no message"])[-1 if not telling else 0]
 
 
 def _range_input(video: str, info: VideoProbe, start: int, count: int | None) -> list[str]:
