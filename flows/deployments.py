@@ -30,10 +30,12 @@ def new_video_trigger() -> DeploymentEventTrigger:
 
 
 def emit_new_video(uri: str, out: str) -> None:
-    """Announce a new video (what a bucket notification or an upload script would do)."""
+    """Announce a new video (what a bucket notification or an upload script would do) and wait until it is sent."""
     from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
 
     emit_event(event=NEW_VIDEO_EVENT, resource={"prefect.resource.id": uri}, payload={"out": out})
+    EventsWorker.drain_all(timeout=30)
 
 
 def build_deployments(

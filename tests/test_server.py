@@ -141,10 +141,12 @@ def _trigger_new_video(api: str, video: str, out: str, timeout: float = 300) -> 
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deployments import emit_new_video
-
+    # From a process of its own, like an upload script: this test process's events client may already be bound
+    # to the test harness's server.
+    code = "import sys; from flows.deployments import emit_new_video; emit_new_video(sys.argv[1], sys.argv[2])"
+    env = {**os.environ, "PREFECT_API_URL": api}
+    subprocess.run([sys.executable, "-c", code, video, out], env=env, cwd=ROOT, check=True, timeout=120)
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        emit_new_video(video, out)
         only_video = DeploymentFilter(name=DeploymentFilterName(any_=["sam2flow-video"]))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
