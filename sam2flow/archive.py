@@ -68,13 +68,6 @@ def finished_run(video: str, out: str, cfg: PipelineConfig) -> str | None:
     return run_dir
 
 
-def run_summary(run_dir: str) -> dict[str, Any]:
-    """Track count, frames and wall time of a finished run, from its manifest."""
-    m = json.loads(storage.read_bytes(storage.join(run_dir, "manifest.json")))
-    stitched = m.get("stages", {}).get("stitch", {})
-    return {"tracks": stitched.get("tracks"), "frames": m.get("frames_processed"), "seconds": m.get("wall_seconds")}
-
-
 def process_one(video: str, out: str, cfg: PipelineConfig, run: Any) -> VideoReport:
     """Skip a video already done with this config, else process it with ``run(video, out, cfg)`` (which returns its
     output folder). Any error is reported, never raised: one bad file must not stop an archive."""
@@ -91,8 +84,9 @@ def process_one(video: str, out: str, cfg: PipelineConfig, run: Any) -> VideoRep
 
 
 def _counts(run_dir: str) -> dict[str, Any]:
-    s = run_summary(run_dir)
-    return {"tracks": s["tracks"], "frames": s["frames"]}
+    """Track count and frames of a finished run, from its manifest."""
+    m = json.loads(storage.read_bytes(storage.join(run_dir, "manifest.json")))
+    return {"tracks": m.get("stages", {}).get("stitch", {}).get("tracks"), "frames": m.get("frames_processed")}
 
 
 def summary_markdown(report: VideoReport) -> str:

@@ -65,13 +65,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _preflight(video: str, cfg: PipelineConfig) -> None:
     """Fail in seconds, before any flow starts, on a missing input or checkpoint."""
-    from sam2flow.io import checkpoints, storage
+    from sam2flow.io import storage
     from sam2flow.io.video import probe
 
     if not storage.exists(video):
         _fail(f"input video {video} does not exist")
     if not storage.is_remote(video):
         probe(video)
+    _check_models(cfg)
+
+
+def _check_models(cfg: PipelineConfig) -> None:
+    """Resolve every checkpoint the config needs (download or generate it now), so a missing one fails first."""
+    from sam2flow.io import checkpoints
+
     checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
     if cfg.detector.enabled and not cfg.finetune.enabled:
         checkpoints.resolve(cfg.detector.model, "yolo")
@@ -131,15 +138,12 @@ def archive(
     reported with its reason. Exit code 0 when none failed, 1 when some did, 2 on bad arguments.
     """
     from sam2flow.archive import list_videos
-    from sam2flow.io import checkpoints
 
     _setup_logging(verbose)
     cfg = _load(config, set_)
     try:
         videos = list_videos(source, pattern)
-        checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
-        if cfg.detector.enabled and not cfg.finetune.enabled:
-            checkpoints.resolve(cfg.detector.model, "yolo")
+        _check_models(cfg)
     except _user_errors() as exc:
         _fail(str(exc))
     if not videos:
