@@ -29,7 +29,8 @@ def _clip(path: Path, frames: int) -> Path:
 def run_sam2flow(video: str, out: str) -> dict[str, float]:
     """One process_video run (ephemeral Prefect) with the smoke models: the random detector prompts one object in
     every subsequence."""
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
+
     from sam2flow.config import load_config
 
     cfg = load_config(
@@ -46,7 +47,7 @@ def run_official(video: str, work: str) -> dict[str, float]:
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2flow.io import checkpoints
+    from sam2flow.models import weights
     from sam2flow.models.segmenter import image_size_overrides
 
     frames = Path(work) / "frames"
@@ -54,7 +55,7 @@ def run_official(video: str, work: str) -> dict[str, float]:
     subprocess.run(
         ["ffmpeg", "-v", "error", "-i", video, "-q:v", "2", "-start_number", "0", str(frames / "%05d.jpg")], check=True
     )
-    ckpt = checkpoints.resolve("random:sam2.1_hiera_tiny", "sam2")
+    ckpt = weights.resolve("random:sam2.1_hiera_tiny", "sam2")
     predictor = build_sam2_video_predictor(
         ckpt.config, str(ckpt.path), device="cpu", hydra_overrides_extra=image_size_overrides(256)
     )

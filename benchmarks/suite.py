@@ -51,10 +51,10 @@ def _extract_all(video: str, folder: Path) -> float:
 
 
 def _predictor(checkpoint: str, image_size: int | None, device: str, compile_model: bool = False) -> Any:
-    from sam2flow.io import checkpoints
+    from sam2flow.models import weights
     from sam2flow.models.segmenter import Sam2Segmenter
 
-    return Sam2Segmenter(checkpoints.resolve(checkpoint, "sam2"), device, image_size, False, compile_model).predictor
+    return Sam2Segmenter(weights.resolve(checkpoint, "sam2"), device, image_size, False, compile_model).predictor
 
 
 def _track(predictor: Any, folder: Path, boxes: list[list[float]], device: str) -> dict[str, float]:
@@ -129,8 +129,8 @@ def run_sam2flow(
     compile_model: bool = False,
 ) -> dict:
     from prefect import flow
+    from sam2flow.flows.process_video import process_video
 
-    from flows.process_video import process_video
     from sam2flow.config import PipelineConfig
     from sam2flow.core.planning import plan_subsequences
 

@@ -1,4 +1,5 @@
-"""Deployments of the two flows, for `sam2flow serve` (no work pool) and for infra/deploy.py (work pools).
+"""Deployments of the two flows: served from one machine by `sam2flow serve` (no work pool), or through a work pool
+(``work_pool``; infra/prefect.yaml declares the same two for `prefect deploy`).
 
 Both flows take the pipeline config as a typed parameter, so the Prefect UI renders it as a validated form (field
 descriptions, choices, bounds from `sam2flow.config`).
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.events import DeploymentEventTrigger
+from sam2flow.flows.process_archive import process_archive
+from sam2flow.flows.process_video import process_video
 
-from flows.process_archive import process_archive
-from flows.process_video import process_video
 from sam2flow.config import PipelineConfig
 
 NEW_VIDEO_EVENT = "sam2flow.video.created"

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from prefect import flow, get_run_logger
+from sam2flow.tasks.finetune import finetune_label_task, finetune_train_task
 
 from sam2flow import finetune
 from sam2flow.config import PipelineConfig
-from sam2flow.pipeline import VideoJob
-from tasks.finetune import finetune_label_task, finetune_train_task
+from sam2flow.job import VideoJob
+from sam2flow.results import FinetuneRecord
 
 
 @flow(name="finetune_detector", retries=1, retry_delay_seconds=10, log_prints=True, validate_parameters=False)
-def finetune_detector(job: VideoJob, config: PipelineConfig) -> dict[str, Any]:
+def finetune_detector(job: VideoJob, config: PipelineConfig) -> FinetuneRecord:
     """Track the prompted objects through ``finetune.frames`` frames, train YOLO on their boxes, save the weights.
 
     A complete fine-tune with the same inputs (video, prompts, SAM2 model and finetune settings) is reused, not
@@ -25,7 +26,7 @@ def finetune_detector(job: VideoJob, config: PipelineConfig) -> dict[str, Any]:
     logger = get_run_logger()
     record = finetune.existing(job, config)
     if record is not None:
-        logger.info("finetune: reusing %s (trained earlier with the same inputs)", record["weights"])
-        return {**record, "reused": True}
+        logger.info("finetune: reusing %s (trained earlier with the same inputs)", record.weights)
+        return replace(record, reused=True)
     labelled = finetune_label_task(job, config)
-    return {**finetune_train_task(job, config, labelled), "reused": False}
+    return finetune_train_task(job, config, labelled)

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import Annotated
 
-from prefect import State, flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect import State, flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
+from sam2flow.flows.process_video import process_video
 
-from sam2flow.archive import list_videos
+from sam2flow.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
 from sam2flow.config import PipelineConfig
-from tasks.archive import archive_video_task
+
+SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "seconds", "out_dir", "reason")
+
+
+def _run_video(video: str, out: str, config: PipelineConfig) -> str:
+    return str(process_video(video=video, out=out, config=config))
+
+
+@task(name="archive-video", cache_policy=NO_CACHE, task_run_name="video-{video}")
+def archive_video_task(video: str, out: str, config: PipelineConfig) -> VideoReport:
+    """Process one video of an archive as a `process_video` subflow (or skip it); returns its report.
+
+    It is a task so that several videos run at once; failures are reported, not raised.
+    """
+    report = process_one(video, out, config, _run_video)
+    create_markdown_artifact(
+        markdown=summary_markdown(report), key=f"video-{artifact_slug(video)}", description=f"sam2flow: {report.status}"
+    )
+    return report
 
 
 @flow(
@@ -28,7 +49,7 @@ def process_archive(
     pattern: str = "*.mp4",
     config: PipelineConfig = PipelineConfig(),
     max_in_flight: Annotated[int, Field(ge=1, le=16, description="Videos processed at the same time.")] = 2,
-) -> State[list[dict[str, Any]]]:
+) -> State[list[VideoReport]]:
     """Process every video under ``source`` matching ``pattern`` with `process_video`, as subflows.
 
     Videos already done with the same content and the same config (their ``_SUCCESS`` and manifest) are skipped.
@@ -42,15 +63,14 @@ def process_archive(
         max_in_flight: How many videos run at once.
 
     Returns:
-        A state whose result is one report per video: ``video, status`` (done, skipped or failed),
-        ``out_dir, tracks, frames, seconds, reason``.
+        A state whose result is one `VideoReport` per video (done, skipped or failed, with its reason).
     """
     logger = get_run_logger()
     videos = list_videos(source, pattern)
     logger.info("%d video(s) under %s matching %r", len(videos), source, pattern)
     queue = iter(videos)
-    running: set[PrefectFuture[dict[str, Any]]] = set()
-    reports: list[dict[str, Any]] = []
+    running: set[PrefectFuture[VideoReport]] = set()
+    reports: list[VideoReport] = []
 
     def submit_next() -> None:
         video = next(queue, None)
@@ -60,24 +80,20 @@ def process_archive(
     for _ in range(max_in_flight):
         submit_next()
     while running:
-        fut: PrefectFuture[dict[str, Any]] = next(iter(as_completed(list(running))))
+        fut: PrefectFuture[VideoReport] = next(iter(as_completed(list(running))))
         running.discard(fut)
         report = fut.result()
         reports.append(report)
-        logger.info(
-            "%d/%d: %s %s%s", len(reports), len(videos), report["status"], report["video"],
-            f" ({report['reason']})" if report["reason"] else "",
-        )  # fmt: skip
+        reason = f" ({report.reason})" if report.reason else ""
+        logger.info("%d/%d: %s %s%s", len(reports), len(videos), report.status, report.video, reason)
         submit_next()
-    reports.sort(key=lambda r: videos.index(r["video"]))
+    reports.sort(key=lambda r: videos.index(r.video))
     create_table_artifact(
-        table=[
-            {k: r[k] for k in ("video", "status", "tracks", "frames", "seconds", "out_dir", "reason")} for r in reports
-        ],
+        table=[{k: asdict(r)[k] for k in SUMMARY_COLUMNS} for r in reports],
         key="archive-summary",
         description=f"process_archive {source} ({pattern})",
     )
-    counts = {s: sum(r["status"] == s for r in reports) for s in ("done", "skipped", "failed")}
+    counts = {s: sum(r.status == s for r in reports) for s in ("done", "skipped", "failed")}
     message = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed of {len(videos)}"
     logger.info(message)
     if counts["failed"]:

@@ -6,10 +6,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
+from sam2flow.tasks.segment_ray import segment_ray_task
 
 from sam2flow.config import PipelineConfig
-from sam2flow.pipeline import VideoJob
-from tasks.segment_ray import segment_ray_task
+from sam2flow.job import VideoJob
+from sam2flow.results import SegmentResult
 
 
 def ray_task_runner(config: PipelineConfig) -> Any:
@@ -20,7 +21,7 @@ def ray_task_runner(config: PipelineConfig) -> Any:
 
 
 @flow(name="segment_on_ray", validate_parameters=False)
-def segment_on_ray(job: VideoJob, config: PipelineConfig) -> list[dict[str, Any]]:
+def segment_on_ray(job: VideoJob, config: PipelineConfig) -> list[SegmentResult]:
     """Segment every subsequence as a Ray task (GPUs per task from ``runtime.ray_gpus_per_task``).
 
     Run it with `ray_task_runner` (``segment_on_ray.with_options(task_runner=ray_task_runner(config))``).
@@ -35,7 +36,7 @@ def segment_on_ray(job: VideoJob, config: PipelineConfig) -> list[dict[str, Any]
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0  # type: ignore[no-untyped-call]
     n = len(job.plan)
     logger.info("%s: %d subsequence(s) on Ray (%s GPU(s) per task)", job.video_id, n, gpus)
-    futures: list[PrefectFuture[dict[str, Any]]] = []
+    futures: list[PrefectFuture[SegmentResult]] = []
     with remote_options(num_gpus=gpus, num_cpus=1):
         for i in range(n):
             wait = [futures[i - 1]] if config.chunking.mode == "carry" and i > 0 else []

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from sam2flow.config import PipelineConfig
 from sam2flow.io import storage
+from sam2flow.job import SUCCESS, make_video_id
+from sam2flow.manifest import read_manifest
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -26,9 +28,6 @@ class VideoReport:
     frames: int | None = None
     seconds: float = 0.0
     reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def artifact_slug(name: str, limit: int = 40) -> str:
@@ -56,37 +55,36 @@ def list_videos(source: str, pattern: str) -> list[str]:
 
 def finished_run(video: str, out: str, cfg: PipelineConfig) -> str | None:
     """The output folder of an earlier complete run of this video (same content) with exactly this config."""
-    from sam2flow.pipeline import SUCCESS, make_video_id
-
     run_dir = storage.join(out, make_video_id(video, storage.content_digest(video)))
-    manifest_uri = storage.join(run_dir, "manifest.json")
-    if not (storage.exists(storage.join(run_dir, SUCCESS)) and storage.exists(manifest_uri)):
+    if not (storage.exists(storage.join(run_dir, SUCCESS)) and storage.exists(storage.join(run_dir, "manifest.json"))):
         return None
-    manifest = json.loads(storage.read_bytes(manifest_uri))
-    if manifest.get("config") != cfg.model_dump(mode="json"):
+    if read_manifest(run_dir).get("config") != cfg.model_dump(mode="json"):
         return None
     return run_dir
 
 
-def process_one(video: str, out: str, cfg: PipelineConfig, run: Any) -> VideoReport:
+def process_one(
+    video: str, out: str, cfg: PipelineConfig, run: Callable[[str, str, PipelineConfig], str]
+) -> VideoReport:
     """Skip a video already done with this config, else process it with ``run(video, out, cfg)`` (which returns its
     output folder). Any error is reported, never raised: one bad file must not stop an archive."""
     t0 = time.perf_counter()
     try:
         done = finished_run(video, out, cfg)
         if done is not None:
-            return VideoReport(video, "skipped", done, **_counts(done), reason="already done with this config")
+            return _report(video, "skipped", done, reason="already done with this config")
         run_dir = run(video, out, cfg)
-        return VideoReport(video, "done", run_dir, **_counts(run_dir), seconds=time.perf_counter() - t0)
+        return _report(video, "done", run_dir, seconds=time.perf_counter() - t0)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         return VideoReport(video, "failed", reason=reason.splitlines()[0][:500], seconds=time.perf_counter() - t0)
 
 
-def _counts(run_dir: str) -> dict[str, Any]:
-    """Track count and frames of a finished run, from its manifest."""
-    m = json.loads(storage.read_bytes(storage.join(run_dir, "manifest.json")))
-    return {"tracks": m.get("stages", {}).get("stitch", {}).get("tracks"), "frames": m.get("frames_processed")}
+def _report(video: str, status: Status, run_dir: str, seconds: float = 0.0, reason: str = "") -> VideoReport:
+    """The report of a finished run, with its track and frame counts from its manifest."""
+    m = read_manifest(run_dir)
+    tracks, frames = m.get("stages", {}).get("stitch", {}).get("tracks"), m.get("frames_processed")
+    return VideoReport(video, status, run_dir, tracks, frames, seconds, reason)
 
 
 def summary_markdown(report: VideoReport) -> str:

@@ -31,6 +31,20 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a config value, e.g. --set chunking.length=64 (repeatable)."),
 ]
+StitchSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a stitching, render or zone event setting, e.g. --set render.alpha=0.3 (repeatable).",
+    ),
+]
+
+
+def _prefect_env() -> None:
+    """Settings every flow run from the command line gets, unless the environment sets them."""
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _fail(message: str) -> NoReturn:
@@ -77,11 +91,11 @@ def _preflight(video: str, cfg: PipelineConfig) -> None:
 
 def _check_models(cfg: PipelineConfig) -> None:
     """Resolve every checkpoint the config needs (download or generate it now), so a missing one fails first."""
-    from sam2flow.io import checkpoints
+    from sam2flow.models import weights
 
-    checkpoints.resolve(cfg.segmenter.checkpoint, "sam2")
+    weights.resolve(cfg.segmenter.checkpoint, "sam2")
     if cfg.detector.enabled and not cfg.finetune.enabled:
-        checkpoints.resolve(cfg.detector.model, "yolo")
+        weights.resolve(cfg.detector.model, "yolo")
     if cfg.finetune.enabled:
         from sam2flow.finetune import base_model
 
@@ -108,13 +122,12 @@ def run(
         _preflight(video, cfg)
     except errors as exc:
         _fail(str(exc))
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.process_video import process_video
+    _prefect_env()
+    from sam2flow.flows import launch
 
     t0 = time.perf_counter()
     try:
-        out_dir = process_video(video=video, out=out, config=cfg)
+        out_dir = launch.run_video(video, out, cfg)
     except errors as exc:
         _fail(str(exc))
     typer.secho(f"done in {time.perf_counter() - t0:.1f}s: {out_dir}", fg=typer.colors.GREEN)
@@ -148,22 +161,18 @@ def archive(
         _fail(str(exc))
     if not videos:
         _fail(f"no file under {source} matches {pattern!r}")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.process_archive import process_archive
+    _prefect_env()
+    from sam2flow.flows import launch
 
-    state = process_archive(
-        source=source, out=out, pattern=pattern, config=cfg, max_in_flight=max_in_flight, return_state=True
-    )
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):
-        _fail(f"the archive run failed: {state.message or reports}")
-    for r in reports:
-        colour = {"done": typer.colors.GREEN, "skipped": typer.colors.BLUE}.get(r["status"], typer.colors.RED)
-        detail = r["out_dir"] if r["status"] != "failed" else r["reason"]
-        typer.secho(f"{r['status']:8} {r['video']}  {detail}", fg=colour)
-    typer.echo(state.message or "")
-    raise typer.Exit(code=1 if any(r["status"] == "failed" for r in reports) else 0)
+    outcome = launch.run_archive(source, out, pattern, cfg, max_in_flight)
+    if outcome.reports is None:
+        _fail(outcome.message)
+    for r in outcome.reports:
+        colour = {"done": typer.colors.GREEN, "skipped": typer.colors.BLUE}.get(r.status, typer.colors.RED)
+        detail = r.out_dir if r.status != "failed" else r.reason
+        typer.secho(f"{r.status:8} {r.video}  {detail}", fg=colour)
+    typer.echo(outcome.message)
+    raise typer.Exit(code=1 if any(r.status == "failed" for r in outcome.reports) else 0)
 
 
 @app.command()
@@ -183,17 +192,14 @@ def serve(
     Runs come from the Prefect UI or API (and the optional cron schedule) and execute here, on this machine's GPUs.
     Needs a Prefect server (set PREFECT_API_URL); see infra/README.md for the scaled-out setup with work pools.
     """
-    from prefect import serve as prefect_serve
-
     _setup_logging(False)
     cfg = _load(config, None)
     if cron and not (source and out):
         _fail("--cron needs --source and --out (what the scheduled archive run reads and writes)")
-    from flows.deployments import build_deployments
+    _prefect_env()
+    from sam2flow.flows import launch
 
-    deployments = build_deployments(cfg, source=source, out=out, pattern=pattern, cron=cron)
-    typer.echo("serving: " + ", ".join(d.name for d in deployments) + " (Ctrl-C to stop)")
-    prefect_serve(*deployments)
+    launch.serve(cfg, source, out, pattern, cron)
 
 
 @app.command()
@@ -202,25 +208,25 @@ def stitch(
     iou: Annotated[
         float | None, typer.Option("--iou", help="New stitching.iou_threshold (mean mask IoU over the overlap).")
     ] = None,
-    set_: SetOpt = None,
+    set_: StitchSetOpt = None,
     render: Annotated[
         bool, typer.Option("--render", help="Also re-render annotated.mp4 with the new track ids.")
     ] = False,
 ) -> None:
     """Rebuild masks.parquet and tracks.parquet from the run's part files, without running any model.
 
-    Only stitching.* and render.* settings can change. Without --render, annotated.mp4 keeps the old track ids and
-    the manifest marks it stale.
+    Only stitching.*, render.* and zone event settings can change. Without --render, annotated.mp4 keeps the old
+    track ids and the manifest marks it stale.
     """
-    from sam2flow import pipeline
+    from sam2flow.restitch import restitch
 
     _setup_logging(False)
     overrides = list(set_ or []) + ([f"stitching.iou_threshold={iou}"] if iou is not None else [])
     try:
-        result = pipeline.restitch(run_dir, overrides, rerender=render)
+        result = restitch(run_dir, overrides, rerender=render)
     except _user_errors() as exc:
         _fail(str(exc))
-    typer.secho(f"{result['tracks']} track(s), {result['rows']} mask rows → {run_dir}", fg=typer.colors.GREEN)
+    typer.secho(f"{result.tracks} track(s), {result.rows} mask rows → {run_dir}", fg=typer.colors.GREEN)
 
 
 @app.command()
@@ -262,6 +268,25 @@ def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> No
         _fail(str(exc))
 
 
+@app.command()
+def sample(
+    path: Annotated[Path, typer.Argument(help="Where to write the clip, e.g. sample.mp4.")] = Path("sample.mp4"),
+    frames: Annotated[int, typer.Option("--frames", min=1, max=100_000, help="Number of frames.")] = 96,
+    width: Annotated[int, typer.Option("--width", min=64, max=7680, help="Width in pixels.")] = 960,
+    height: Annotated[int, typer.Option("--height", min=64, max=4320, help="Height in pixels.")] = 540,
+) -> None:
+    """Write a short synthetic clip (three textured objects moving over a textured floor, 24 fps) to try sam2flow
+    on, e.g. `sam2flow sample sample.mp4 && sam2flow run sample.mp4 --config configs/smoke.yaml --out out`."""
+    from sam2flow.io.video import VideoError
+    from sam2flow.sample import write_sample
+
+    try:
+        write_sample(path, frames, width, height)
+    except (VideoError, OSError) as exc:
+        _fail(f"could not write {path}: {exc}")
+    typer.secho(f"wrote {path} ({frames} frames, {width}x{height}, 24 fps)", fg=typer.colors.GREEN)
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the validated configuration (the file plus overrides, with every default filled in) as YAML."""
@@ -286,7 +311,8 @@ def ckpt_fetch(
     names: Annotated[list[str], typer.Argument(help="Manifest names, e.g. sam2.1_hiera_tiny yolo11n.")],
 ) -> None:
     """Download named checkpoints into the cache (with a progress bar) and verify them."""
-    from sam2flow.io.checkpoints import CheckpointError, load_manifest, resolve
+    from sam2flow.io.checkpoints import CheckpointError, load_manifest
+    from sam2flow.models.weights import resolve
 
     _setup_logging(False)
     manifest = load_manifest()
@@ -311,7 +337,8 @@ def ckpt_random(
 
     configs/smoke.yaml refers to them as random:<name>; runs using them record random_weights: true.
     """
-    from sam2flow.io.checkpoints import cache_dir, load_manifest, resolve
+    from sam2flow.io.checkpoints import cache_dir, load_manifest
+    from sam2flow.models.weights import resolve
 
     _setup_logging(False)
     manifest = load_manifest()

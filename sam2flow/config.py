@@ -309,10 +309,27 @@ class PipelineConfig(_Section):
         return self
 
     def digest(self) -> str:
-        """Short content digest of the settings that decide segmentation results."""
-        sections = {"video", "chunking", "detector", "prompts", "finetune", "segmenter"}
-        relevant = self.model_dump(mode="json", include=sections)
-        if self.zones.filter_prompts:  # otherwise zones only decide events, which are rebuilt from the masks
+        """Short content digest of exactly the settings that decide segmentation results (it names part files).
+
+        Left out, because no mask depends on them: how many frames are processed (each part file is named by its
+        frame range), the detector's settings when it is off (and its model when fine-tuning replaces it),
+        fine-tuning when it is off, where decoded frames are kept, and zones unless they filter prompts (otherwise
+        they only decide events, which are rebuilt from the masks). The checkpoints' contents are added to the
+        digest where they are resolved (`sam2flow.pipeline.part_digest`).
+        """
+        relevant: dict[str, Any] = {
+            "video": self.video.model_dump(mode="json", exclude={"max_frames"}),
+            "chunking": self.chunking.model_dump(mode="json"),
+            "prompts": [p.model_dump(mode="json") for p in self.prompts],
+            "segmenter": self.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),
+            "detector": {"enabled": False},
+        }
+        if self.detector.enabled:
+            replaced = {"model"} if self.finetune.enabled else set()
+            relevant["detector"] = self.detector.model_dump(mode="json", exclude=replaced)
+        if self.finetune.enabled:
+            relevant["finetune"] = self.finetune.model_dump(mode="json")
+        if self.zones.filter_prompts:
             relevant["zones"] = [z.model_dump(mode="json") for z in self.zones.regions]
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

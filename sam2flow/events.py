@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sam2flow.config import ZonesConfig
 from sam2flow.core import rle
+from sam2flow.core.types import TrackMaskRow
 from sam2flow.core.zones import Point, ZoneEvent, ZoneTracker, box_anchor, point_in_polygon
 from sam2flow.io import storage
-from sam2flow.io.parquet import EVENTS_SCHEMA, ParquetSink, table_from_columns
+from sam2flow.io.parquet import EVENTS_SCHEMA, TRACK_ROW_COLUMNS, ParquetSink, table_from_columns, track_rows_from_table
+from sam2flow.results import EventsResult
 
 
-@dataclass(frozen=True)
-class EventsResult:
-    """What `write_events` produced."""
-
-    events: int
-    enters: int
-    exits: int
-    tracks_in_zones: int
-    seconds: float
-
-
-def anchor_of(row: dict[str, Any], anchor: str) -> Point:
+def anchor_of(row: TrackMaskRow, anchor: str) -> Point:
     """A mask row's anchor point: box bottom-centre, box centre, or the mask's centroid."""
     if anchor == "centroid":
-        mask = rle.decode(str(row["rle"]), int(row["height"]), int(row["width"]))
+        mask = rle.decode(row.rle, row.height, row.width)
         ys, xs = np.nonzero(mask)
         return float(xs.mean()) + 0.5, float(ys.mean()) + 0.5
-    return box_anchor(row["bbox"], "center" if anchor == "center" else "bottom_center")
+    return box_anchor(row.bbox, "center" if anchor == "center" else "bottom_center")
 
 
 def write_events(
@@ -43,19 +33,16 @@ def write_events(
     t0 = time.perf_counter()
     trackers: dict[tuple[int, str], ZoneTracker] = {}
     classes: dict[int, str] = {}
-    columns = ["frame", "track_id", "class_name", "bbox"] + (
-        ["height", "width", "rle"] if zones.anchor == "centroid" else []
-    )
     fs, path = storage.filesystem(masks_uri)
     with fs.open(path, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(columns=columns):
-            for row in batch.to_pylist():
-                tid = int(row["track_id"])
-                classes[tid] = str(row["class_name"])
+        for batch in pq.ParquetFile(f).iter_batches(columns=TRACK_ROW_COLUMNS):
+            for row in track_rows_from_table(pa.Table.from_batches([batch])):
+                tid = int(row.track_id)
+                classes[tid] = row.class_name
                 x, y = anchor_of(row, zones.anchor)
                 for z in zones.regions:
                     tracker = trackers.setdefault((tid, z.name), ZoneTracker(zones.hysteresis))
-                    tracker.observe(int(row["frame"]), point_in_polygon(x, y, z.polygon), (x, y))
+                    tracker.observe(row.frame, point_in_polygon(x, y, z.polygon), (x, y))
     found: list[tuple[ZoneEvent, str, int]] = []
     for (tid, zone), tracker in trackers.items():
         found.extend((e, zone, tid) for e in tracker.finish(num_frames - 1))

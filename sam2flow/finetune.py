@@ -18,15 +18,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from sam2flow.config import FinetuneConfig, PipelineConfig
 from sam2flow.core.dataset import time_block_split, yolo_label_line
 from sam2flow.core.types import Subsequence
 from sam2flow.io import checkpoints, storage
 from sam2flow.io.checkpoints import CheckpointError
-from sam2flow.io.parquet import read_table
+from sam2flow.io.parquet import read_table, rows_from_table
 from sam2flow.io.video import extract_subsequence
-from sam2flow.pipeline import VideoJob
-from sam2flow.runtime import WorkerSlot, worker_pool
+from sam2flow.job import VideoJob
+from sam2flow.models import weights
+from sam2flow.results import FinetuneRecord, LabelResult, SegmentStats, from_json, to_json
+from sam2flow.runtime import WorkerSlot, pool_for, segmenter_on
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +62,16 @@ def digest(video_id: str, cfg: PipelineConfig, sam2_sha256: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_record(folder: str) -> dict[str, Any] | None:
-    """The record of a complete fine-tune in ``folder`` (None when it is missing or incomplete)."""
-    metrics, weights = storage.join(folder, METRICS), storage.join(folder, WEIGHTS)
-    if not (storage.exists(metrics) and storage.exists(weights)):
+def load_record(folder: str) -> FinetuneRecord | None:
+    """The record of a complete fine-tune in ``folder`` (None when it is missing, incomplete or unreadable)."""
+    metrics, trained = storage.join(folder, METRICS), storage.join(folder, WEIGHTS)
+    if not (storage.exists(metrics) and storage.exists(trained)):
         return None
-    record: dict[str, Any] = json.loads(storage.read_bytes(metrics))
-    return record
+    try:
+        return from_json(FinetuneRecord, json.loads(storage.read_bytes(metrics)))
+    except (ValueError, ValidationError) as exc:
+        log.warning("finetune: %s is not a complete record (%s); training again", metrics, exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -89,17 +96,16 @@ def build_dataset(
         FinetuneError: When no frame has a usable mask.
     """
     index = {n: i for i, n in enumerate(names)}
-    rows = read_table(labels_uri, columns=["frame", "class_name", "bbox", "area", "height", "width"]).to_pylist()
     boxes: dict[int, list[str]] = {}
     instances = dict.fromkeys(names, 0)
-    for r in rows:
-        name = str(r["class_name"])
-        if name not in index or int(r["area"]) < MIN_BOX_PIXELS:
+    for r in rows_from_table(read_table(labels_uri)):
+        if r.class_name not in index or r.area < MIN_BOX_PIXELS:
             continue
-        local = sub.to_local(int(r["frame"]))
+        local = sub.to_local(r.frame)
         if local % ft.frame_step:
             continue
-        line = yolo_label_line(index[name], r["bbox"], int(r["width"]), int(r["height"]))
+        name = r.class_name
+        line = yolo_label_line(index[name], r.bbox, r.width, r.height)
         boxes.setdefault(local, []).append(line)
         instances[name] += 1
     if not boxes:
@@ -135,7 +141,7 @@ def base_model(spec: str) -> tuple[str, bool]:
     if spec.endswith((".yaml", ".yml")):
         return spec, False
     try:
-        ckpt = checkpoints.resolve(spec, "yolo")
+        ckpt = weights.resolve(spec, "yolo")
     except CheckpointError as exc:
         entry = checkpoints.load_manifest().get(spec)
         if entry is None or entry.kind != "yolo":
@@ -238,18 +244,17 @@ def _frames_dir(job: VideoJob) -> Path:
     return Path(job.work_dir) / "finetune" / "frames"
 
 
-def existing(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any] | None:
+def existing(job: VideoJob, cfg: PipelineConfig) -> FinetuneRecord | None:
     """The record of a complete fine-tune with the same inputs, if one exists."""
     return load_record(folder(job, cfg))
 
 
-def label(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
+def label(job: VideoJob, cfg: PipelineConfig) -> LabelResult:
     """Extract the first frames and track the manual prompts through them with SAM2 (on a worker): labels.parquet.
 
     A complete labels file from an earlier attempt is reused (only the JPEGs are extracted again).
     """
-    from sam2flow.pipeline import segmenter_for
-    from sam2flow.segment import segment_subsequence
+    from sam2flow.segment import SegmentSettings, segment_subsequence
 
     t0 = time.perf_counter()
     sub = labelled_range(job, cfg)
@@ -257,37 +262,31 @@ def label(job: VideoJob, cfg: PipelineConfig) -> dict[str, Any]:
     extract_subsequence(job.local_video, job.info, sub, _frames_dir(job), cfg.video.jpeg_quality)
     if storage.exists(uri):
         log.info("finetune: reusing labels %s", uri)
-        return {"labels": uri, "frames": sub.length, "reused": True, "seconds": time.perf_counter() - t0}
-    rt = cfg.runtime
+        return LabelResult(uri, sub.length, reused=True, seconds=time.perf_counter() - t0)
     step = max(1, sub.length // 5)
+    settings = SegmentSettings.from_config(cfg)
 
     def progress(done: int, total: int) -> None:
         if done % step == 0 or done == total:
             log.info("finetune: tracking the prompts, frame %d/%d", done, total)
 
-    def run(slot: WorkerSlot) -> Any:
-        return segment_subsequence(segmenter_for(slot, job, cfg), None, _frames_dir(job), sub, cfg, uri, None, progress)
+    def run(slot: WorkerSlot) -> SegmentStats:
+        segmenter = segmenter_on(slot, job.sam2, cfg.segmenter)
+        return segment_subsequence(segmenter, None, _frames_dir(job), sub, settings, uri, None, progress)
 
-    with worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).acquire() as slot:
+    with pool_for(cfg.runtime).acquire() as slot:
         stats = slot.run(run, slot)
     log.info("finetune: %d object(s) with masks on %d/%d frames", stats.objects, stats.frames_with_masks, sub.length)
-    return {
-        "labels": uri,
-        "frames": sub.length,
-        "objects": stats.objects,
-        "frames_with_masks": stats.frames_with_masks,
-        "reused": False,
-        "seconds": time.perf_counter() - t0,
-    }
+    return LabelResult(uri, sub.length, False, time.perf_counter() - t0, stats.objects, stats.frames_with_masks)
 
 
-def train(job: VideoJob, cfg: PipelineConfig, labelled: dict[str, Any]) -> dict[str, Any]:
+def train(job: VideoJob, cfg: PipelineConfig, labelled: LabelResult) -> FinetuneRecord:
     """Build the dataset, train YOLO on a worker, save weights and metrics (metrics.json last). Returns the record."""
     ft = cfg.finetune
     sub = labelled_range(job, cfg)
     names = class_names(cfg)
     work = Path(job.work_dir) / "finetune"
-    ds = build_dataset(str(labelled["labels"]), _frames_dir(job), sub, names, ft, work / "dataset")
+    ds = build_dataset(labelled.labels, _frames_dir(job), sub, names, ft, work / "dataset")
     log.info(
         "finetune: %d training and %d validation image(s), %s; training %s for up to %d epoch(s) at %d px",
         len(ds.train), len(ds.val), ds.instances, ft.base_model, ft.epochs, ft.image_size,
@@ -299,43 +298,42 @@ def train(job: VideoJob, cfg: PipelineConfig, labelled: dict[str, Any]) -> dict[
             epoch, epochs, metrics.get("metrics/mAP50(B)", 0.0), metrics.get("metrics/recall(B)", 0.0),
         )  # fmt: skip
 
-    rt = cfg.runtime
-    with worker_pool(rt.device, rt.workers_per_device, rt.torch_threads).acquire() as slot:
+    with pool_for(cfg.runtime).acquire() as slot:
         result = slot.run(train_detector, ds.yaml, ft, slot.device, work / "run", progress)
     out = folder(job, cfg)
-    weights = storage.join(out, WEIGHTS)
-    storage.upload(result.weights, weights)
+    trained = storage.join(out, WEIGHTS)
+    storage.upload(result.weights, trained)
     results_csv = result.weights.parent.parent / "results.csv"
     if results_csv.is_file():
         storage.upload(results_csv, storage.join(out, "results.csv"))
-    record: dict[str, Any] = {
-        "folder": out,
-        "weights": weights,
-        "labels": labelled["labels"],
-        "classes": names,
-        "labelled_frames": sub.length,
-        "train_frames": [sub.to_global(f) for f in ds.train],
-        "val_frames": [sub.to_global(f) for f in ds.val],
-        "instances": ds.instances,
-        "split": {"block_frames": ft.block_frames, "val_fraction": ft.val_fraction, "gap_frames": ft.gap_frames},
-        "base": result.base,
-        "pretrained": result.pretrained,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "metrics": result.metrics,
-        "device": slot.device,
-        "label_seconds": round(float(labelled.get("seconds", 0.0)), 3),
-        "train_seconds": round(result.seconds, 3),
-    }
-    storage.write_bytes(storage.join(out, METRICS), json.dumps(record, indent=2).encode())
+    record = FinetuneRecord(
+        folder=out,
+        weights=trained,
+        labels=labelled.labels,
+        classes=names,
+        labelled_frames=sub.length,
+        train_frames=[sub.to_global(f) for f in ds.train],
+        val_frames=[sub.to_global(f) for f in ds.val],
+        instances=ds.instances,
+        split={"block_frames": ft.block_frames, "val_fraction": ft.val_fraction, "gap_frames": ft.gap_frames},
+        base=result.base,
+        pretrained=result.pretrained,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        metrics=result.metrics,
+        device=slot.device,
+        label_seconds=round(labelled.seconds, 3),
+        train_seconds=round(result.seconds, 3),
+    )
+    storage.write_bytes(storage.join(out, METRICS), json.dumps(to_json(record), indent=2).encode())
     if not cfg.output.keep_frames:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("finetune: done in %.1fs, val metrics %s → %s", result.seconds, result.metrics, weights)
+    log.info("finetune: done in %.1fs, val metrics %s → %s", result.seconds, result.metrics, trained)
     return record
 
 
-def finetuned_job(job: VideoJob, record: dict[str, Any]) -> VideoJob:
+def finetuned_job(job: VideoJob, record: FinetuneRecord) -> VideoJob:
     """The job with its detector replaced by the fine-tuned weights, and a part-file digest that includes them."""
-    yolo = checkpoints.resolve(str(record["weights"]), "yolo")
+    yolo = weights.resolve(record.weights, "yolo")
     combined = hashlib.sha256(f"{job.config_digest}:{yolo.sha256}".encode()).hexdigest()[:16]
     return replace(job, yolo=yolo, config_digest=combined)

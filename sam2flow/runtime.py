@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sam2flow.config import DetectorConfig, RuntimeConfig, SegmenterConfig
+    from sam2flow.io.checkpoints import ResolvedCheckpoint
+    from sam2flow.models.detector import YoloDetector
+    from sam2flow.models.segmenter import Sam2Segmenter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,3 +125,28 @@ def worker_pool(device: str, workers_per_device: int, torch_threads: int | None)
         if key not in _POOLS:
             _POOLS[key] = WorkerPool(available_devices(device), workers_per_device, torch_threads)
         return _POOLS[key]
+
+
+def pool_for(runtime: RuntimeConfig) -> WorkerPool:
+    """The process-wide worker pool of a runtime configuration."""
+    return worker_pool(runtime.device, runtime.workers_per_device, runtime.torch_threads)
+
+
+def segmenter_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: SegmenterConfig) -> Sam2Segmenter:
+    """The worker's SAM2 model for these settings (built on its first use, then kept)."""
+    from sam2flow.models.segmenter import Sam2Segmenter
+
+    return slot.get(
+        ("sam2", checkpoint.sha256, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile),
+        lambda: Sam2Segmenter(checkpoint, slot.device, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile),
+    )
+
+
+def detector_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: DetectorConfig) -> YoloDetector:
+    """The worker's YOLO detector for these settings (built on its first use, then kept)."""
+    from sam2flow.models.detector import YoloDetector
+
+    return slot.get(
+        ("yolo", checkpoint.sha256, cfg.confidence, cfg.nms_iou, cfg.image_size, tuple(cfg.classes or ())),
+        lambda: YoloDetector(checkpoint, slot.device, cfg.confidence, cfg.nms_iou, cfg.image_size, cfg.classes),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -12,12 +13,13 @@ from typing import Protocol
 
 import numpy as np
 
-from sam2flow.config import PipelineConfig
+from sam2flow.config import DetectorConfig, ManualPrompt, PipelineConfig
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
-from sam2flow.core.types import Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
-from sam2flow.core.zones import box_touches_polygon
-from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table
+from sam2flow.core.types import BoolArray, Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
+from sam2flow.core.zones import Polygon, box_touches_polygon
+from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table, rows_from_table
+from sam2flow.results import SegmentStats
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,6 @@ class Session(Protocol):
     num_frames: int
     height: int
     width: int
-
-    @property
-    def object_ids(self) -> list[LocalObjId]: ...
 
     def add(self, prompt: ObjectPrompt) -> FrameMasks: ...
 
@@ -53,17 +52,20 @@ Detector = Callable[[Path], Detections]
 
 
 @dataclass(frozen=True)
-class SegmentStats:
-    """What one subsequence produced."""
+class SegmentSettings:
+    """What segmenting a subsequence needs from the configuration."""
 
-    index: int
-    frames: int
-    objects: int
-    rows: int
-    frames_with_masks: int
-    seconds: float
-    sam2_seconds: float = 0.0
-    """Time spent inside the segmenter's calls (adding prompts, propagating): the rest is sam2flow's overhead."""
+    detector: DetectorConfig
+    prompts: tuple[ManualPrompt, ...] = ()
+    max_objects: int = 20
+    zones: tuple[Polygon, ...] | None = None
+    """When set, a detection prompts SAM2 only if its box touches one of these polygons."""
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> SegmentSettings:
+        """The settings of a pipeline configuration."""
+        zones = tuple(z.polygon for z in cfg.zones.regions) if cfg.zones.filter_prompts else None
+        return cls(cfg.detector, tuple(cfg.prompts), cfg.segmenter.max_objects, zones)
 
 
 class _TimedSession:
@@ -73,10 +75,6 @@ class _TimedSession:
         self.inner = inner
         self.seconds = 0.0
         self.num_frames, self.height, self.width = inner.num_frames, inner.height, inner.width
-
-    @property
-    def object_ids(self) -> list[LocalObjId]:
-        return self.inner.object_ids
 
     def add(self, prompt: ObjectPrompt) -> FrameMasks:
         t0 = time.perf_counter()
@@ -111,16 +109,16 @@ def keyframes(length: int, detect_every: int | None) -> list[int]:
 
 
 def manual_prompts_for(
-    cfg: PipelineConfig, sub: Subsequence, names: dict[int, str] | None
+    prompts: Iterable[ManualPrompt], sub: Subsequence, names: dict[int, str] | None
 ) -> dict[int, list[tuple[str, ObjectPrompt]]]:
-    """The config's manual prompts inside ``sub``, by local frame, each with the key of the object it describes.
+    """The manual prompts inside ``sub``, by local frame, each with the key of the object it describes.
 
     Prompts sharing an ``obj_id`` share a key (one object); any other prompt is an object of its own. Local ids are
     assigned when the prompt is added.
     """
     by_name = {v: k for k, v in (names or {}).items()}
     out: dict[int, list[tuple[str, ObjectPrompt]]] = {}
-    for n, p in enumerate(cfg.prompts):
+    for n, p in enumerate(prompts):
         if not sub.contains(p.frame):
             continue
         local = sub.to_local(p.frame)
@@ -153,108 +151,29 @@ def carried_prompts(prev_part: str, sub: Subsequence) -> dict[int, list[tuple[Lo
         Per local frame, (previous local id, prompt) pairs.
     """
     t = read_table(prev_part, filters=[("frame", ">=", sub.start), ("frame", "<", sub.stop)])
-    first: dict[int, dict[str, object]] = {}
-    for row in sorted(t.to_pylist(), key=lambda r: (r["frame"], r["obj_id"])):
-        first.setdefault(int(row["obj_id"]), row)
+    first: dict[LocalObjId, MaskRow] = {}
+    for row in sorted(rows_from_table(t), key=lambda r: (r.frame, r.obj_id)):
+        first.setdefault(row.obj_id, row)
     out: dict[int, list[tuple[LocalObjId, ObjectPrompt]]] = {}
     for new_id, prev_id in enumerate(sorted(first)):
         row = first[prev_id]
-        local = sub.to_local(int(row["frame"]))  # type: ignore[call-overload]
-        mask = rle.decode(str(row["rle"]), int(row["height"]), int(row["width"]))  # type: ignore[call-overload]
+        local = sub.to_local(row.frame)
         prompt = ObjectPrompt(
             local_id=LocalObjId(new_id),
             frame=local,
-            class_id=int(row["class_id"]),  # type: ignore[call-overload]
-            class_name=str(row["class_name"]),
-            mask=mask,
+            class_id=row.class_id,
+            class_name=row.class_name,
+            mask=rle.decode(row.rle, row.height, row.width),
             source="carry",
         )
-        out.setdefault(local, []).append((LocalObjId(prev_id), prompt))
+        out.setdefault(local, []).append((prev_id, prompt))
     return out
 
 
-def _rows(fm: FrameMasks, sub: Subsequence, classes: dict[LocalObjId, tuple[int, str]]) -> Iterable[MaskRow]:
-    h, w = fm.masks.shape[1:]
-    for obj, mask, score in zip(fm.obj_ids, fm.masks, fm.scores):
-        class_id, class_name = classes[obj]
-        yield MaskRow(
-            frame=sub.to_global(fm.frame),
-            obj_id=obj,
-            class_id=class_id,
-            class_name=class_name,
-            score=float(score),
-            bbox=rle.bbox(mask),
-            area=int(mask.sum()),
-            height=int(h),
-            width=int(w),
-            rle=rle.encode(mask),
-        )
-
-
-def _recently_lost(
-    last_seen: dict[LocalObjId, tuple[int, np.ndarray]], fm: FrameMasks, frame: int
-) -> dict[LocalObjId, np.ndarray]:
-    """Last known masks of the objects absent on ``frame`` that were seen within `REACQUIRE_FRAMES` frames of it."""
-    return {o: m for o, (f, m) in last_seen.items() if o not in fm.obj_ids and 0 <= frame - f <= REACQUIRE_FRAMES}
-
-
-def _add_detections(
-    session: Session,
-    candidates: list[ObjectPrompt],
-    cap: int,
-    held: FrameMasks | None,
-    classes: dict[LocalObjId, tuple[int, str]],
-    reserved: dict[int, int],
-    last_seen: dict[LocalObjId, tuple[int, np.ndarray]],
-    upcoming: list[np.ndarray],
-    duplicate_iou: float,
-) -> tuple[FrameMasks | None, int]:
-    """Add detector candidates of one keyframe as new objects, checking each one's own first mask.
-
-    A candidate whose mask repeats a tracked object, or an object about to be carried over from the previous
-    subsequence, is removed again; one that matches an object lost within `REACQUIRE_FRAMES` re-prompts that object.
-    At most ``cap`` new objects are added (``classes`` is updated).
-
-    Returns:
-        The masks of every object on the keyframe after the additions, and how many prompts were kept.
-    """
-    accepted = reacquired = 0
-    for c in candidates:
-        if accepted >= cap:
-            break
-        c = replace(c, local_id=LocalObjId(_next_id(classes, reserved)))
-        fm = session.add(c)
-        mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
-        others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
-        cand = np.zeros(fm.masks.shape[1:], bool) if mine is None else fm.masks[mine]
-        if is_duplicate_mask(cand, others, duplicate_iou) or (
-            upcoming and is_duplicate_mask(cand, upcoming, duplicate_iou)
-        ):
-            session.remove(c.local_id)
-            continue
-        frame = c.frame
-        back = [
-            o for o, m in _recently_lost(last_seen, fm, frame).items() if is_duplicate_mask(cand, [m], duplicate_iou)
-        ]
-        if back:
-            session.remove(c.local_id)
-            held = session.add(replace(c, local_id=back[0]))
-            reacquired += 1
-            continue
-        classes[c.local_id] = (c.class_id, c.class_name)
-        held = fm
-        accepted += 1
-    return held, accepted + reacquired
-
-
-def _next_id(classes: dict[LocalObjId, tuple[int, str]], reserved: dict[int, int]) -> int:
-    """The first local id not used by a known object nor reserved for a carried one."""
-    return max([*map(int, classes), *reserved, -1]) + 1
-
-
-def in_zones(dets: Detections, polygons: list[list[tuple[float, float]]]) -> Detections:
+def in_zones(dets: Detections, polygons: Iterable[Polygon]) -> Detections:
     """The detections whose box touches at least one of the polygons."""
-    keep = np.array([any(box_touches_polygon(b, p) for p in polygons) for b in dets.boxes], dtype=bool)
+    polys = list(polygons)
+    keep = np.array([any(box_touches_polygon(b, p) for p in polys) for b in dets.boxes], dtype=bool)
     return dets.select(keep)
 
 
@@ -264,12 +183,204 @@ def _boxes(fm: FrameMasks | None) -> np.ndarray:
     return np.array([rle.bbox(m) for m in fm.masks], dtype=np.float32)
 
 
+class SubsequenceObjects:
+    """The objects of one subsequence while it is tracked, and the rows they produce.
+
+    Its methods are the steps of the algorithm: on each prompt frame, admit the objects carried over from the
+    previous subsequence, then the manual prompts, then the detector's new objects; emit every tracked frame's masks
+    as part-file rows. All objects share the one SAM2 session.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        sub: Subsequence,
+        settings: SegmentSettings,
+        sink: ParquetSink,
+        carried: dict[int, list[tuple[LocalObjId, ObjectPrompt]]],
+        links: dict[int, int],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.session, self.sub, self.settings, self.sink, self.progress = session, sub, settings, sink, progress
+        self.carried, self.links = carried, links
+        self.classes: dict[LocalObjId, tuple[int, str]] = {}
+        self.manual_ids: dict[str, LocalObjId] = {}
+        self.last_seen: dict[LocalObjId, tuple[int, BoolArray]] = {}  # one mask per object, to re-acquire lost ones
+        self.pending: list[MaskRow] = []
+        self.rows = self.frames_with_masks = self.done = 0
+
+    def budget(self) -> int:
+        """How many more objects this subsequence may take."""
+        return self.settings.max_objects - len({int(o) for o in self.classes} | set(self.links))
+
+    def next_id(self) -> int:
+        """The first local id not used by a known object nor reserved for a carried one."""
+        return max([*map(int, self.classes), *self.links, -1]) + 1
+
+    def emit(self, fm: FrameMasks) -> None:
+        """Record one frame's masks as part-file rows (written in batches)."""
+        for o, m in zip(fm.obj_ids, fm.masks):
+            self.last_seen[o] = (fm.frame, m)
+        rows = [self._row(fm, i) for i in range(len(fm.obj_ids))]
+        self.pending.extend(rows)
+        self.rows += len(rows)
+        self.frames_with_masks += bool(rows)
+        self.done = fm.frame + 1
+        if self.progress is not None:
+            self.progress(self.done, self.sub.length)
+        if self.pending and fm.frame % FLUSH_FRAMES == FLUSH_FRAMES - 1:
+            self.flush()
+
+    def _row(self, fm: FrameMasks, i: int) -> MaskRow:
+        obj, mask = fm.obj_ids[i], fm.masks[i]
+        class_id, class_name = self.classes[obj]
+        h, w = mask.shape
+        return MaskRow(
+            frame=self.sub.to_global(fm.frame),
+            obj_id=obj,
+            class_id=class_id,
+            class_name=class_name,
+            score=float(fm.scores[i]),
+            bbox=rle.bbox(mask),
+            area=int(mask.sum()),
+            height=int(h),
+            width=int(w),
+            rle=rle.encode(mask),
+        )
+
+    def flush(self) -> None:
+        """Write the rows not written yet."""
+        if self.pending:
+            self.sink.write(part_table(self.pending))
+            self.pending.clear()
+
+    def admit_carried(self, k: int) -> list[ObjectPrompt]:
+        """The previous subsequence's objects that continue from frame ``k`` (their classes are known now)."""
+        prompts = [p for _, p in self.carried.get(k, []) if int(p.local_id) in self.links]
+        for p in prompts:
+            self.classes[p.local_id] = (p.class_id, p.class_name)
+            if p.mask is not None:  # known even if SAM2 finds nothing on this frame
+                self.last_seen[p.local_id] = (k, p.mask)
+        return prompts
+
+    def admit_manual(self, manual: list[tuple[str, ObjectPrompt]], budget: int) -> tuple[list[ObjectPrompt], int]:
+        """The manual prompts of one frame with their local ids: a prompt for a known object (same ``obj_id``)
+        corrects it; any other starts a new object while ``budget`` allows. Returns them and how many are new."""
+        prompts: list[ObjectPrompt] = []
+        fresh = 0
+        first_free = self.next_id()
+        for key, p in manual:
+            local_id = self.manual_ids.get(key)
+            if local_id is None:
+                if fresh >= budget:
+                    continue
+                local_id = self.manual_ids[key] = LocalObjId(first_free + fresh)
+                fresh += 1
+            prompts.append(replace(p, local_id=local_id))
+        return prompts, fresh
+
+    def add(self, prompts: list[ObjectPrompt], held: FrameMasks | None) -> FrameMasks | None:
+        """Add prompts to the session; returns every object's masks on their frame after the last one."""
+        for p in prompts:
+            self.classes.setdefault(p.local_id, (p.class_id, p.class_name))
+            held = self.session.add(p)
+        return held
+
+    def admit_detections(
+        self, dets: Detections, k: int, held: FrameMasks | None, cap: int
+    ) -> tuple[FrameMasks | None, int]:
+        """Add a keyframe's detections as new objects, checking each one's own first mask.
+
+        A cheap first pass drops detections whose box repeats a tracked object's. Then a candidate whose mask
+        repeats a tracked object, or an object about to be carried over from the previous subsequence, is removed
+        again; one that matches an object lost within `REACQUIRE_FRAMES` re-prompts that object. At most ``cap``
+        new objects are added.
+
+        Returns:
+            The masks of every object on the keyframe after the additions, and how many prompts were kept.
+        """
+        d = self.settings.detector
+        candidates = new_object_prompts(
+            dets, _boxes(held), k, CANDIDATES_PER_NEW * cap, d.duplicate_iou, style=d.prompt_style
+        )
+        upcoming = [p.mask for f, ps in self.carried.items() if f > k for _, p in ps if p.mask is not None]
+        accepted = reacquired = 0
+        for c in candidates:
+            if accepted >= cap:
+                break
+            c = replace(c, local_id=LocalObjId(self.next_id()))
+            fm = self.session.add(c)
+            mine = fm.obj_ids.index(c.local_id) if c.local_id in fm.obj_ids else None
+            cand = np.zeros(fm.masks.shape[1:], bool) if mine is None else fm.masks[mine]
+            others = [m for o, m in zip(fm.obj_ids, fm.masks) if o != c.local_id]
+            if is_duplicate_mask(cand, others, d.duplicate_iou) or (
+                upcoming and is_duplicate_mask(cand, upcoming, d.duplicate_iou)
+            ):
+                self.session.remove(c.local_id)
+                continue
+            back = [o for o, m in self._recently_lost(fm, k).items() if is_duplicate_mask(cand, [m], d.duplicate_iou)]
+            if back:
+                self.session.remove(c.local_id)
+                held = self.session.add(replace(c, local_id=back[0]))
+                reacquired += 1
+                continue
+            self.classes[c.local_id] = (c.class_id, c.class_name)
+            held = fm
+            accepted += 1
+        return held, accepted + reacquired
+
+    def prompt_frame(
+        self,
+        k: int,
+        held: FrameMasks | None,
+        manual: list[tuple[str, ObjectPrompt]],
+        detect: Callable[[], Detections] | None,
+    ) -> tuple[FrameMasks | None, int]:
+        """Admit every new object of prompt frame ``k``: carried ones, manual ones, then (when ``detect`` is given,
+        and only if the object budget allows) the detections it returns. ``held`` is every object's masks on ``k``
+        before.
+
+        Returns:
+            Every object's masks on ``k`` after the additions, and how many prompts were added.
+        """
+        prompts = self.admit_carried(k)
+        budget = self.budget()
+        manual_prompts, fresh = self.admit_manual(manual, budget)
+        prompts += manual_prompts
+        budget -= fresh
+        held = self.add(prompts, held)
+        added = len(prompts)
+        if detect is not None and budget > 0:
+            d = self.settings.detector
+            dets = filter_detections(detect(), d.confidence, None)
+            if self.settings.zones is not None:
+                dets = in_zones(dets, self.settings.zones)
+            held, n = self.admit_detections(dets, k, held, min(budget, d.max_objects_per_keyframe))
+            added += n
+        return held, added
+
+    def _recently_lost(self, fm: FrameMasks, frame: int) -> dict[LocalObjId, BoolArray]:
+        """Last known masks of the objects absent on ``frame`` that were seen within `REACQUIRE_FRAMES` of it."""
+        return {
+            o: m for o, (f, m) in self.last_seen.items() if o not in fm.obj_ids and 0 <= frame - f <= REACQUIRE_FRAMES
+        }
+
+
+def carry_links(carried: dict[int, list[tuple[LocalObjId, ObjectPrompt]]], max_objects: int) -> dict[int, int]:
+    """Which local id continues which id of the previous subsequence (at most ``max_objects`` per frame)."""
+    links: dict[int, int] = {}
+    for pairs in carried.values():
+        for prev_id, p in pairs[:max_objects]:
+            links[int(p.local_id)] = int(prev_id)
+    return links
+
+
 def segment_subsequence(
     segmenter: Segmenter,
     detector: Detector | None,
     frames_dir: Path,
     sub: Subsequence,
-    cfg: PipelineConfig,
+    settings: SegmentSettings,
     part_uri: str,
     class_names: dict[int, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -288,7 +399,7 @@ def segment_subsequence(
         detector: Called with a JPEG path on keyframes; None to use manual prompts only.
         frames_dir: The subsequence's ``00000.jpg …``.
         sub: The subsequence (maps local to global frames).
-        cfg: The pipeline configuration.
+        settings: Detector, manual prompts, object limit and zone filter.
         part_uri: Where the part file goes.
         class_names: The detector's id → name table, to give manual prompts a class id.
         progress: Called with (frames done, frames total).
@@ -296,114 +407,47 @@ def segment_subsequence(
             on the shared frames); the links are recorded in this part file's metadata for the stitcher.
     """
     t0 = time.perf_counter()
-    det_cfg = cfg.detector
-    use_detector = detector is not None and det_cfg.enabled
-    manual = manual_prompts_for(cfg, sub, class_names)
+    det = settings.detector
+    manual = manual_prompts_for(settings.prompts, sub, class_names)
     carried = carried_prompts(carry_from, sub) if carry_from else {}
-    links: dict[int, int] = {}
-    for pairs in carried.values():
-        for prev_id, p in pairs[: cfg.segmenter.max_objects]:
-            links[int(p.local_id)] = int(prev_id)
+    links = carry_links(carried, settings.max_objects)
     dropped = sum(len(v) for v in carried.values()) - len(links)
     if dropped > 0:
         log.warning("subsequence %d: %d carried object(s) over segmenter.max_objects dropped", sub.index, dropped)
-    detector_frames = set(keyframes(sub.length, det_cfg.detect_every) if use_detector else [])
-    prompt_frames = sorted(detector_frames | set(manual) | set(carried))
-    classes: dict[LocalObjId, tuple[int, str]] = {}
-    manual_ids: dict[str, LocalObjId] = {}
-    last_seen: dict[LocalObjId, tuple[int, np.ndarray]] = {}  # one mask per object, for re-acquiring lost ones
-    stats = {"rows": 0, "frames_with_masks": 0, "done": 0}
-    pending: list[MaskRow] = []
-
+    detector_frames = set(keyframes(sub.length, det.detect_every) if detector is not None and det.enabled else [])
     with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as raw_session:
         session = _TimedSession(raw_session)
-
-        def emit(fm: FrameMasks) -> None:
-            for o, m in zip(fm.obj_ids, fm.masks):
-                last_seen[o] = (fm.frame, m)
-            rows = list(_rows(fm, sub, classes))
-            pending.extend(rows)
-            stats["rows"] += len(rows)
-            stats["frames_with_masks"] += bool(rows)
-            stats["done"] = fm.frame + 1
-            if progress is not None:
-                progress(stats["done"], sub.length)
-            if len(pending) and fm.frame % FLUSH_FRAMES == FLUSH_FRAMES - 1:
-                sink.write(part_table(pending))
-                pending.clear()
-
+        objects = SubsequenceObjects(session, sub, settings, sink, carried, links, progress)
         done = -1  # last local frame whose masks were emitted
-        for k in prompt_frames:
+        for k in sorted(detector_frames | set(manual) | set(carried)):
             held: FrameMasks | None = None
             for fm in session.propagate(done + 1, k):
                 if fm.frame < k:
-                    emit(fm)
+                    objects.emit(fm)
                 else:
                     held = fm
-            new: list[ObjectPrompt] = [p for _, p in carried.get(k, []) if int(p.local_id) in links]
-            for p in new:
-                classes[p.local_id] = (p.class_id, p.class_name)
-                if p.mask is not None:  # known even if SAM2 finds nothing on this frame
-                    last_seen[p.local_id] = (k, p.mask)
-            budget = cfg.segmenter.max_objects - len({int(o) for o in classes} | set(links))
-            fresh = 0  # prompts in `new` that start a new object (the others correct a known one)
-            for key, p in manual.get(k, []):
-                local_id = manual_ids.get(key)
-                if local_id is None:
-                    if fresh >= budget:
-                        continue
-                    local_id = manual_ids[key] = LocalObjId(_next_id(classes, links) + fresh)
-                    fresh += 1
-                new.append(replace(p, local_id=local_id))
-            budget -= fresh
-            for p in new:
-                classes.setdefault(p.local_id, (p.class_id, p.class_name))
-                held = session.add(p)
-            added = len(new)
-            if use_detector and budget > 0 and k in detector_frames:
-                assert detector is not None
-                cap = min(budget, det_cfg.max_objects_per_keyframe)
-                dets = filter_detections(detector(frames_dir / f"{k:05d}.jpg"), det_cfg.confidence, None)
-                if cfg.zones.filter_prompts:
-                    dets = in_zones(dets, [z.polygon for z in cfg.zones.regions])
-                # Cheap first pass on boxes; then each candidate's own SAM2 mask is compared with the tracked ones.
-                candidates = new_object_prompts(
-                    dets,
-                    _boxes(held),
-                    frame=k,
-                    next_id=0,
-                    max_new=CANDIDATES_PER_NEW * cap,
-                    duplicate_iou=det_cfg.duplicate_iou,
-                    style=det_cfg.prompt_style,
-                )
-                upcoming = [p.mask for f, ps in carried.items() if f > k for _, p in ps if p.mask is not None]
-                held, n = _add_detections(
-                    session, candidates, cap, held, classes, links, last_seen, upcoming, det_cfg.duplicate_iou
-                )
-                added += n
+            keyframe = frames_dir / f"{k:05d}.jpg"
+            detect = functools.partial(detector, keyframe) if detector is not None and k in detector_frames else None
+            held, added = objects.prompt_frame(k, held, manual.get(k, []), detect)
             if held is not None:
-                emit(held)
+                objects.emit(held)
             if added:
                 log.info(
                     "subsequence %d: frame %d: %d prompt(s) added (%d object(s) in all)",
-                    sub.index,
-                    sub.to_global(k),
-                    added,
-                    len(classes),
-                )
+                    sub.index, sub.to_global(k), added, len(objects.classes),
+                )  # fmt: skip
             done = k
         for fm in session.propagate(done + 1, sub.length - 1):
-            emit(fm)
-        if pending:
-            sink.write(part_table(pending))
-    if progress is not None and stats["done"] < sub.length:
+            objects.emit(fm)
+        objects.flush()
+    if progress is not None and objects.done < sub.length:
         progress(sub.length, sub.length)
     return SegmentStats(
         index=sub.index,
         frames=sub.length,
-        objects=len(classes),
-        rows=stats["rows"],
-        frames_with_masks=stats["frames_with_masks"],
+        objects=len(objects.classes),
+        rows=objects.rows,
+        frames_with_masks=objects.frames_with_masks,
         seconds=time.perf_counter() - t0,
         sam2_seconds=session.seconds,
     )

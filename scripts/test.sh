@@ -6,5 +6,12 @@ cd "$(dirname "$0")/.."
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy sam2flow flows tasks
+# mypy checks the installed layout, where flows/ and tasks/ are sam2flow.flows and sam2flow.tasks: a tree of links
+# mirrors it (the build backend's package-dir mapping, which mypy cannot follow itself).
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+cp -rs "$PWD/sam2flow" "$tree/sam2flow"
+cp -rs "$PWD/flows" "$tree/sam2flow/flows"
+cp -rs "$PWD/tasks" "$tree/sam2flow/tasks"
+(cd "$tree" && "$OLDPWD/.venv/bin/mypy" --config-file "$OLDPWD/pyproject.toml" --cache-dir "$OLDPWD/.mypy_cache" -p sam2flow)
 .venv/bin/python -m pytest -ra --durations=10 "$@"

@@ -5,9 +5,10 @@ from prefect.cache_policies import NO_CACHE
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
+from sam2flow.job import VideoJob
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare_task(video: str, out: str, config: PipelineConfig) -> pipeline.VideoJob:
+def prepare_task(video: str, out: str, config: PipelineConfig) -> VideoJob:
     """Probe the input, plan subsequences, resolve checkpoints (fails fast on bad input)."""
     return pipeline.prepare(video, out, config)

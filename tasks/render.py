@@ -1,21 +1,21 @@
 """Rendering of the annotated video (CPU)."""
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
+from sam2flow.job import VideoJob
+from sam2flow.results import RenderPieceResult, RenderResult
 
 
 @task(name="render", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def render_task(job: pipeline.VideoJob, config: PipelineConfig) -> dict[str, Any]:
+def render_task(job: VideoJob, config: PipelineConfig) -> RenderResult:
     """Write annotated.mp4."""
     return pipeline.render(job, config)
 
 
 @task(name="render-piece", cache_policy=NO_CACHE, task_run_name="render-piece-{index}")
-def render_piece_task(job: pipeline.VideoJob, index: int, config: PipelineConfig) -> dict[str, Any]:
+def render_piece_task(job: VideoJob, index: int, config: PipelineConfig) -> RenderPieceResult:
     """Render the frames one subsequence owns while later ones are still being segmented."""
     return pipeline.render_piece(job, index, config)

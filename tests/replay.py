@@ -57,10 +57,6 @@ class ReplaySession:
         self.num_frames, self.height, self.width = sub.length, scene.height, scene.width
         self.gt_of: dict[LocalObjId, int] = {}
 
-    @property
-    def object_ids(self) -> list[LocalObjId]:
-        return list(self.gt_of)
-
     def _masks(self, local: int) -> FrameMasks:
         g = self.sub.to_global(local)
         objs = [(o, gt) for o, gt in self.gt_of.items() if gt in self.scene.present(g) and self.scene.mask(gt, g).any()]
@@ -175,8 +171,8 @@ def run_scene(
     """
     from sam2flow.config import load_config
     from sam2flow.core.planning import plan_subsequences
-    from sam2flow.segment import segment_subsequence
-    from sam2flow.stitch import stitch_parts
+    from sam2flow.segment import SegmentSettings, segment_subsequence
+    from sam2flow.stitch import PartSet, VideoTables, stitch_parts
 
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
@@ -195,15 +191,14 @@ def run_scene(
             ReplayDetector(scene, sub, seed, blind=sub.index in blind),
             tmp / f"{sub.index:05d}",
             sub,
-            cfg,
+            SegmentSettings.from_config(cfg),
             uri,
             carry_from=parts[-1] if parts and cfg.chunking.mode == "carry" else None,
         )
         parts.append(uri)
     masks = tmp / "masks.parquet"
-    stitch_parts(
-        plan, parts, "synthetic", 24.0, scene.height, scene.width, iou, str(masks), str(tmp / "tracks.parquet")
-    )
+    target = VideoTables("synthetic", 24.0, str(masks), str(tmp / "tracks.parquet"), metadata={})
+    stitch_parts(PartSet(tuple(plan), tuple(parts), scene.height, scene.width), iou, target)
     return masks
 
 

@@ -50,21 +50,20 @@ def test_list_videos_local_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_path: Path) -> None:
-    from flows.process_archive import process_archive
+    from sam2flow.flows.process_archive import process_archive
 
     archive, cfg = make_archive(tmp_path)
     out = tmp_path / "out"
 
     state = process_archive(source=str(archive), out=str(out), config=cfg, max_in_flight=2, return_state=True)
     assert state.is_failed() and "2 done, 0 skipped, 1 failed of 3" in (state.message or "")
-    reports = {Path(r["video"]).name: r for r in state.result(raise_on_failure=False)}
-    assert [reports[n]["status"] for n in ("a.mp4", "b.mp4", "c_corrupt.mp4")] == ["done", "done", "failed"]
-    assert (
-        "c_corrupt.mp4" in reports["c_corrupt.mp4"]["reason"] and "readable video" in reports["c_corrupt.mp4"]["reason"]
-    )
+    reports = {Path(r.video).name: r for r in state.result(raise_on_failure=False)}
+    assert [reports[n].status for n in ("a.mp4", "b.mp4", "c_corrupt.mp4")] == ["done", "done", "failed"]
+    assert "c_corrupt.mp4" in reports["c_corrupt.mp4"].reason and "readable video" in reports["c_corrupt.mp4"].reason
     for name in ("a.mp4", "b.mp4"):
-        run_dir = Path(reports[name]["out_dir"])
-        assert (run_dir / "_SUCCESS").is_file() and reports[name]["tracks"] >= 1 and reports[name]["frames"] == 24
+        run_dir = Path(str(reports[name].out_dir))
+        tracks = reports[name].tracks
+        assert (run_dir / "_SUCCESS").is_file() and tracks is not None and tracks >= 1 and reports[name].frames == 24
         assert finished_run(str(archive / name), str(out), cfg) == str(run_dir)
     assert finished_run(str(archive / "a.mp4"), str(out), load_config(ROOT / "configs" / "smoke.yaml")) is None
 
@@ -83,7 +82,7 @@ def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_p
 
     # A second run skips the finished videos and fails the corrupt one again.
     again = process_archive(source=str(archive), out=str(out), config=cfg, return_state=True)
-    statuses = sorted(r["status"] for r in again.result(raise_on_failure=False))
+    statuses = sorted(r.status for r in again.result(raise_on_failure=False))
     assert statuses == ["failed", "skipped", "skipped"] and again.is_failed()
 
 

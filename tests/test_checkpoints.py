@@ -8,6 +8,7 @@ import pytest
 
 from sam2flow.io import checkpoints
 from sam2flow.io.checkpoints import CheckpointError, ManifestEntry
+from sam2flow.models import weights
 
 
 def test_manifest_lists_the_official_models() -> None:
@@ -68,8 +69,8 @@ def test_random_checkpoints_load_through_the_real_loaders() -> None:
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.segmenter import Sam2Segmenter
 
-    sam = checkpoints.resolve("random:sam2.1_hiera_tiny", "sam2")
-    yolo = checkpoints.resolve("random:yolo11n", "yolo")
+    sam = weights.resolve("random:sam2.1_hiera_tiny", "sam2")
+    yolo = weights.resolve("random:yolo11n", "yolo")
     assert sam.random_weights and yolo.random_weights and sam.path.is_file()
     seg = Sam2Segmenter(sam, "cpu", image_size=256)
     assert seg.image_size == 256
@@ -89,7 +90,7 @@ def test_sam2_releases_old_outputs_without_changing_masks(tmp_path: Path) -> Non
     sq = Square((230, 40, 40), y=40, x0=10, speed=2.0, size=40)
     for i in range(28):
         Image.fromarray(draw_frame(i, 160, 120, (sq,))).save(tmp_path / f"{i:05d}.jpg")
-    seg = Sam2Segmenter(checkpoints.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256)
+    seg = Sam2Segmenter(weights.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256)
     prompt = ObjectPrompt(LocalObjId(0), 0, -1, "square", box=(10.0, 40.0, 50.0, 80.0))
 
     def run(window: int | None) -> tuple[list[np.ndarray], int]:
@@ -97,7 +98,9 @@ def test_sam2_releases_old_outputs_without_changing_masks(tmp_path: Path) -> Non
         with seg.session(tmp_path) as s:
             first = s.add(prompt)
             masks = [first.masks] + [fm.masks for fm in s.propagate(1, 27)]
-            return masks, s.retained_frames()
+            # SAM2's own state, read white-box: the largest number of per-frame outputs any object still holds.
+            outputs = s._state["output_dict_per_obj"].values()
+            return masks, max(len(o["non_cond_frame_outputs"]) for o in outputs)
 
     kept, kept_n = run(None)
     released, released_n = run(16)
@@ -137,7 +140,7 @@ def test_concurrent_random_checkpoints_are_the_seeded_ones(tmp_path: Path, monke
 
     import torch
 
-    from sam2flow.io.checkpoints import resolve
+    from sam2flow.models.weights import resolve
 
     monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path / "one"))
     single = torch.load(resolve("random:sam2.1_hiera_tiny", "sam2").path, weights_only=True)["model"]

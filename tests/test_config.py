@@ -74,3 +74,17 @@ def test_digest_tracks_results_not_rendering() -> None:
     base = load_config(None)
     assert base.digest() == load_config(None, ["render.alpha=0.1"]).digest()
     assert base.digest() != load_config(None, ["detector.confidence=0.5"]).digest()
+
+
+def test_digest_covers_exactly_what_changes_the_masks() -> None:
+    """Settings no mask depends on leave the digest alone; the same settings change it once they take effect."""
+    base = load_config(None)
+    assert base.digest() == load_config(None, ["finetune.epochs=3"]).digest(), "fine-tuning is off"
+    assert base.digest() == load_config(None, ["video.max_frames=48"]).digest(), "part files are named by range"
+    assert base.digest() == load_config(None, ["segmenter.offload_video_to_cpu=true"]).digest()
+    manual = ["detector.enabled=false", "prompts=[{frame: 0, box: [0, 0, 10, 10]}]"]
+    assert load_config(None, manual).digest() == load_config(None, [*manual, "detector.confidence=0.9"]).digest()
+    tuned = ["finetune.enabled=true", "prompts=[{frame: 0, box: [0, 0, 10, 10]}]"]
+    assert load_config(None, tuned).digest() != load_config(None, [*tuned, "finetune.epochs=3"]).digest()
+    assert load_config(None, tuned).digest() == load_config(None, [*tuned, "detector.model=yolo11s"]).digest()
+    assert base.digest() != load_config(None, ["video.jpeg_quality=5"]).digest()

@@ -99,7 +99,7 @@ def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  #
 @pytest.mark.slow
 def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path) -> None:
     """A synthetic clip runs end to end; running it again reuses every finished subsequence."""
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     clip = write_clip(tmp_path / "squares.mp4", frames=48, squares=SQUARES)
     out = process_video(video=str(clip), out=str(tmp_path / "out"), config=small_config())
@@ -120,7 +120,7 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
 
     # Re-stitching from the part files with the same threshold reproduces the result, without loading any model.
     code = (
-        "import sys; from sam2flow.pipeline import restitch; restitch(sys.argv[1]);"
+        "import sys; from sam2flow.restitch import restitch; restitch(sys.argv[1]);"
         "bad = [m for m in ('torch', 'sam2', 'ultralytics', 'prefect') if m in sys.modules]; sys.exit(bool(bad))"
     )
     proc = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True)
@@ -144,8 +144,7 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
 def test_flow_on_real_clip(prefect_harness: None, shared_video: Path, tmp_path: Path) -> None:
     """A short real clip (the first 48 frames of bedroom.mp4), read from and written to fsspec URIs, runs end to end."""
     import fsspec
-
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     mem = fsspec.filesystem("memory")
     mem.pipe("/e2e-in/bedroom.mp4", shared_video.read_bytes())
@@ -207,7 +206,9 @@ def test_cli_bad_input_is_one_clear_error(tmp_path: Path, content: bytes | None,
     assert not list(tmp_path.rglob("_SUCCESS"))
 
 
-@pytest.mark.parametrize("args", [[], ["run"], ["probe"], ["config"], ["checkpoints"], ["checkpoints", "random"]])
+@pytest.mark.parametrize(
+    "args", [[], ["run"], ["probe"], ["config"], ["sample"], ["stitch"], ["checkpoints"], ["checkpoints", "random"]]
+)
 def test_help(args: list[str]) -> None:
     """The command and each subcommand explain themselves."""
     proc = _cli(*args, "--help")
@@ -220,7 +221,7 @@ def test_killed_run_resumes_with_identical_results(prefect_harness: None, tmp_pa
     Parquet equals an uninterrupted run's."""
     import signal
 
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     clip = write_clip(tmp_path / "squares.mp4", frames=40, squares=SQUARES)
     sets = ["chunking.length=24", "segmenter.max_objects=1", "render.enabled=false"]
@@ -260,7 +261,7 @@ def test_killed_run_resumes_with_identical_results(prefect_harness: None, tmp_pa
 @pytest.mark.slow
 def test_carry_mode_with_the_real_predictor(prefect_harness: None, tmp_path: Path) -> None:
     """Carry mode runs the real SAM2 mask-prompt path: a manual object keeps one track id through every subsequence."""
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     clip = write_clip(tmp_path / "squares.mp4", frames=48, squares=SQUARES)
     cfg = small_config("chunking.mode=carry", "detector.enabled=false", "segmenter.max_objects=1")

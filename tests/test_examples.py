@@ -30,7 +30,7 @@ OFFLINE = (
 
 
 def _run(name: str, video: Path, out: Path, *extra: str) -> tuple[Path, dict]:  # type: ignore[type-arg]
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     if not video.is_file():
         pytest.skip(f"{video} is absent")
@@ -55,7 +55,7 @@ def test_people_in_zone_example(prefect_harness: None, tmp_path: Path) -> None:
     assert set(events.column("zone").to_pylist()) <= {"bed"}
 
     # Zone settings only decide events: re-stitching recomputes them from the masks without any model.
-    from sam2flow.pipeline import restitch
+    from sam2flow.restitch import restitch
 
     restitch(str(run_dir), ["zones.anchor=center", "zones.hysteresis=1"])
     again = json.loads((run_dir / "manifest.json").read_text())

@@ -17,14 +17,13 @@ INFRA = Path(__file__).resolve().parents[1] / "infra"
 
 def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
     from prefect.client.schemas.schedules import CronSchedule
-
-    from flows.deployments import NEW_VIDEO_EVENT
+    from sam2flow.flows.deployments import NEW_VIDEO_EVENT
 
     spec = yaml.safe_load((INFRA / "prefect.yaml").read_text())
     names = {}
     for d in spec["deployments"]:
-        path, func = d["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), func)
+        module, func = d["entrypoint"].rsplit(".", 1)  # module-path entrypoints: the image installs the package
+        flow = getattr(importlib.import_module(module), func)
         names[d["name"]] = flow.name
         assert d["work_pool"]["job_variables"]["gpus"] == 1
     assert names == {"sam2flow-video": "process_video", "sam2flow-archive": "process_archive"}
@@ -57,7 +56,8 @@ def test_compose_file() -> None:
 
 
 def test_deployments_carry_the_config_form() -> None:
-    from flows.deployments import build_deployments
+    from sam2flow.flows.deployments import build_deployments
+
     from sam2flow.config import PipelineConfig
 
     video, archive = build_deployments(PipelineConfig(), source="/data/in", out="/data/out", cron="0 2 * * *")

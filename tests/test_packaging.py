@@ -1,40 +1,70 @@
-"""Packaging: the built wheel holds exactly the sam2flow, flows and tasks packages, and sam2flow stays light."""
+"""Packaging and layering: the wheel holds one `sam2flow` package (flows, tasks and the checkpoint table inside it),
+the library imports no Prefect, and the code keeps the shape the design asks for."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import pkgutil
 import shutil
 import subprocess
 import sys
+import tomllib
+import typing
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+CODE = ("sam2flow", "flows", "tasks")
 
 
-def test_wheel_top_level_packages(tmp_path: Path) -> None:
-    """The wheel's top-level packages are sam2flow, flows and tasks, and it ships the checkpoint manifest."""
-    src = tmp_path / "src"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
     shutil.copytree(
         ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "out", "*.egg-info", "__pycache__")
     )
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(src)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp), str(src)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("sam2flow-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
+    (path,) = tmp.glob("sam2flow-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def test_wheel_has_one_top_level_package(wheel: zipfile.ZipFile) -> None:
+    """flows/ and tasks/ install as sam2flow.flows and sam2flow.tasks (no top-level `flows` or `tasks` to collide with
+    other projects), and the checkpoint table ships as sam2flow/checkpoints/manifest.yaml, identical to the file in
+    the repository's checkpoints/."""
+    names = wheel.namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert top == {"sam2flow", "flows", "tasks"}
-    assert "sam2flow/checkpoints_manifest.yaml" in names
-    assert "sam2flow/core/stitching.py" in names and "flows/process_video.py" in names
+    assert top == {"sam2flow"}
+    assert {"sam2flow/core/stitching.py", "sam2flow/flows/process_video.py", "sam2flow/tasks/segment.py"} <= set(names)
+    assert wheel.read("sam2flow/checkpoints/manifest.yaml") == (ROOT / "checkpoints" / "manifest.yaml").read_bytes()
+
+
+def test_every_package_folder_is_declared() -> None:
+    """Every folder with an __init__.py under sam2flow/, flows/ and tasks/ is in pyproject's package list."""
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    mapping = {"sam2flow": "sam2flow", "flows": "sam2flow.flows", "tasks": "sam2flow.tasks"}
+    found = {"sam2flow.checkpoints"}
+    for top, name in mapping.items():
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *rel)))
+    assert found == declared
 
 
 def test_import_sam2flow_needs_neither_prefect_nor_torch() -> None:
     """`import sam2flow` and its pure core import neither Prefect, torch, nor the flows/tasks packages."""
     code = (
         "import sys, sam2flow, sam2flow.config, sam2flow.core.planning, sam2flow.core.stitching, sam2flow.core.prompts;"
-        "bad = [m for m in ('prefect', 'torch', 'flows', 'tasks', 'ultralytics', 'sam2') if m in sys.modules];"
+        "bad = [m for m in ('prefect', 'torch', 'sam2flow.flows', 'sam2flow.tasks', 'ultralytics', 'sam2')"
+        " if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -42,14 +72,61 @@ def test_import_sam2flow_needs_neither_prefect_nor_torch() -> None:
 
 
 def test_library_does_not_import_prefect() -> None:
-    """No module of the sam2flow package imports Prefect or the flows/tasks packages (DESIGN: logic stays pure)."""
+    """No module of the library (sam2flow/, the CLI included) imports Prefect or a top-level flows/tasks package,
+    and importing every one of them loads no Prefect: the CLI starts flows only inside its commands, through the one
+    module sam2flow.flows.launch."""
     offenders = []
     for path in (ROOT / "sam2flow").rglob("*.py"):
-        for line in path.read_text().splitlines():
-            s = line.strip()
-            if s.startswith(
-                ("import prefect", "from prefect", "from flows", "from tasks", "import flows", "import tasks")
-            ):
-                offenders.append(f"{path.relative_to(ROOT)}: {s}")
-    # The CLI is the one place that starts the flow.
-    assert [o for o in offenders if not o.startswith("sam2flow/cli.py")] == []
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in CODE[1:]]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] == "prefect"]
+    assert offenders == []
+    modules = [m.name for m in pkgutil.walk_packages([str(ROOT / "sam2flow")], "sam2flow.")]
+    code = (
+        f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; sys.exit('prefect' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, "importing the library loaded Prefect: " + proc.stderr[-2000:]
+    launches = [
+        n for n in ast.walk(ast.parse((ROOT / "sam2flow" / "cli.py").read_text())) if isinstance(n, ast.ImportFrom)
+    ]
+    assert {n.module for n in launches if (n.module or "").startswith("sam2flow.flows")} == {"sam2flow.flows"}
+    assert {a.name for n in launches if n.module == "sam2flow.flows" for a in n.names} == {"launch"}
+
+
+def _functions(top: str) -> list[tuple[str, int]]:
+    out = []
+    for path in (ROOT / top).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                out.append((f"{path.relative_to(ROOT)}:{node.lineno} {node.name}", node.end_lineno - node.lineno + 1))
+    return out
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    """Functions stay short enough to read at once (docstrings included)."""
+    long = [(name, n) for top in CODE for name, n in _functions(top) if n > 80]
+    assert long == []
+
+
+def test_tasks_exchange_typed_records() -> None:
+    """No task or flow takes or returns an untyped dict (or Any): stages exchange the records of sam2flow.results."""
+    from prefect import Flow, Task
+
+    loose = []
+    for package in ("sam2flow.tasks", "sam2flow.flows"):
+        pkg = importlib.import_module(package)
+        for info in pkgutil.iter_modules(pkg.__path__, f"{package}."):
+            module = importlib.import_module(info.name)
+            for obj in vars(module).values():
+                if isinstance(obj, Task | Flow) and obj.fn.__module__ == module.__name__:
+                    for name, hint in typing.get_type_hints(obj.fn).items():
+                        text = str(hint)
+                        if "dict[" in text or "typing.Any" in text or hint is dict:
+                            loose.append(f"{info.name}.{obj.fn.__name__}: {name}: {text}")
+    assert loose == []

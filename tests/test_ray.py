@@ -40,7 +40,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.slow
 def test_segment_fanout_on_a_local_ray_head(prefect_harness: None, ray_head: str, tmp_path: Path) -> None:
     """Every subsequence is extracted and segmented by a Ray worker process; the outputs are the usual ones."""
-    from flows.process_video import process_video
+    from sam2flow.flows.process_video import process_video
 
     clip = write_clip(tmp_path / "squares.mp4", frames=48, squares=SQUARES)
     cfg = small_config("runtime.executor=ray", f"runtime.ray_address={ray_head}")

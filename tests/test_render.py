@@ -8,6 +8,7 @@ import numpy as np
 
 from sam2flow.config import RenderConfig
 from sam2flow.core import rle
+from sam2flow.core.types import TrackId, TrackMaskRow
 from sam2flow.io.render import draw, track_colour
 
 
@@ -25,14 +26,7 @@ def test_draw_blends_the_mask_in_the_track_colour() -> None:
     frame = np.zeros((60, 80, 3), np.uint8)
     mask = np.zeros((60, 80), bool)
     mask[20:40, 30:50] = True
-    row = {
-        "track_id": 5,
-        "class_name": "x",
-        "bbox": list(rle.bbox(mask)),
-        "height": 60,
-        "width": 80,
-        "rle": rle.encode(mask),
-    }
+    row = TrackMaskRow(0, TrackId(5), 0, "x", 0.9, rle.bbox(mask), int(mask.sum()), 60, 80, rle.encode(mask))
     cfg = RenderConfig(alpha=0.5, draw_boxes=False, draw_ids=False)
     out = draw(frame, [row], cfg)
     expected = (np.array(track_colour(5)) * 0.5).astype(np.uint8)

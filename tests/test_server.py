@@ -143,7 +143,7 @@ def _trigger_new_video(api: str, video: str, out: str, timeout: float = 300) -> 
 
     # From a process of its own, like an upload script: this test process's events client may already be bound
     # to the test harness's server.
-    code = "import sys; from flows.deployments import emit_new_video; emit_new_video(sys.argv[1], sys.argv[2])"
+    code = "import sys; from sam2flow.flows.deployments import emit_new_video; emit_new_video(sys.argv[1], sys.argv[2])"
     env = {**os.environ, "PREFECT_API_URL": api}
     subprocess.run([sys.executable, "-c", code, video, out], env=env, cwd=ROOT, check=True, timeout=120)
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sam2flow.config import load_config
 from sam2flow.core import rle
 from sam2flow.core.planning import plan_subsequences
-from sam2flow.core.stitching import assign_track_ids, match_boundary
+from sam2flow.core.stitching import FirstSeen, LinkState, ObjectRef, PairMatch, link_subsequence, match_boundary
 from sam2flow.core.types import LocalObjId
-from sam2flow.segment import segment_subsequence
+from sam2flow.segment import SegmentSettings, segment_subsequence
 from tests.replay import ReplaySegmenter, Scene, run_scene
 from tests.synth import Square
 
@@ -129,12 +132,77 @@ def test_match_boundary_table(left, right, threshold, expected) -> None:  # type
 
 def test_track_numbering_ignores_local_ids() -> None:
     """Tracks are numbered by first appearance, ties broken by the object's own box, not its local id."""
-    first = {(0, LocalObjId(0)): (0, 50.0, 0.0, 60.0, 10.0, "x"), (0, LocalObjId(1)): (0, 10.0, 0.0, 20.0, 10.0, "y")}
-    swapped = {(0, LocalObjId(1)): first[(0, LocalObjId(0))], (0, LocalObjId(0)): first[(0, LocalObjId(1))]}
-    a = assign_track_ids(first, [])
-    b = assign_track_ids(swapped, [])
-    assert a[(0, LocalObjId(1))] == 1 and a[(0, LocalObjId(0))] == 2
-    assert b[(0, LocalObjId(0))] == 1 and b[(0, LocalObjId(1))] == 2
+    first = {LocalObjId(0): (0, 50.0, 0.0, 60.0, 10.0, "x"), LocalObjId(1): (0, 10.0, 0.0, 20.0, 10.0, "y")}
+    swapped = {LocalObjId(1): first[LocalObjId(0)], LocalObjId(0): first[LocalObjId(1)]}
+    a = link_subsequence(None, 0, [], first, {}).track_of
+    b = link_subsequence(None, 0, [], swapped, {}).track_of
+    assert a[LocalObjId(1)] == 1 and a[LocalObjId(0)] == 2
+    assert b[LocalObjId(0)] == 1 and b[LocalObjId(1)] == 2
+
+
+def _tracks_by_union_find(first_seen: dict[ObjectRef, FirstSeen], matches: list[PairMatch]) -> dict[ObjectRef, int]:
+    """Reference: join all matched objects at once (union-find), number components by earliest first appearance."""
+    parent: dict[ObjectRef, ObjectRef] = {}
+
+    def find(x: ObjectRef) -> ObjectRef:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for m in matches:
+        parent[find(m.left)] = find(m.right)
+    earliest: dict[ObjectRef, FirstSeen] = {}
+    for ref, key in first_seen.items():
+        root = find(ref)
+        earliest[root] = min(earliest.get(root, key), key)
+    number = {root: n + 1 for n, root in enumerate(sorted(earliest, key=lambda r: earliest[r]))}
+    return {ref: number[find(ref)] for ref in first_seen}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_linking_subsequence_by_subsequence_equals_joining_all_at_once(data: st.DataObject) -> None:
+    """Track ids linked one subsequence at a time (bounded state) equal those of one union-find over all matches,
+    including objects seen only on frames another subsequence owns, and the class votes of each track add up."""
+    n_subs = data.draw(st.integers(1, 6))
+    objects = [data.draw(st.integers(0, 4)) for _ in range(n_subs)]
+    first_seen: dict[ObjectRef, FirstSeen] = {}
+    votes: dict[ObjectRef, dict[tuple[int, str], int]] = {}
+    for i, n in enumerate(objects):
+        for o in range(n):
+            if data.draw(st.booleans()):  # present on the frames this subsequence owns
+                frame = 10 * i + data.draw(st.integers(0, 9))
+                first_seen[(i, LocalObjId(o))] = (frame, float(data.draw(st.integers(0, 3))), 0.0, 1.0, 1.0, "r")
+                votes[(i, LocalObjId(o))] = {(data.draw(st.integers(0, 1)), "c"): data.draw(st.integers(1, 3))}
+    matches: list[PairMatch] = []
+    for i in range(1, n_subs):
+        left = data.draw(st.permutations(range(objects[i - 1])))
+        right = data.draw(st.permutations(range(objects[i])))
+        pairs = data.draw(st.integers(0, min(len(left), len(right))))
+        matches += [PairMatch((i - 1, LocalObjId(a)), (i, LocalObjId(b)), 1.0) for a, b in zip(left[:pairs], right)]
+    expected = _tracks_by_union_find(first_seen, matches)
+    state = None
+    got: dict[ObjectRef, int] = {}
+    total: dict[int, dict[tuple[int, str], int]] = {}
+    for i in range(n_subs):
+        state = link_subsequence(
+            state,
+            i,
+            [m for m in matches if m.right[0] == i],
+            {o: k for (s, o), k in first_seen.items() if s == i},
+            {o: v for (s, o), v in votes.items() if s == i},
+        )
+        got.update({(i, o): t for o, t in state.track_of.items() if (i, o) in first_seen})
+        total.update(state.votes)
+        assert LinkState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert got == expected
+    for track in set(expected.values()):
+        want: dict[tuple[int, str], int] = {}
+        for ref, t in expected.items():
+            if t == track:
+                for key, k in votes[ref].items():
+                    want[key] = want.get(key, 0) + k
+        assert total[track] == want
 
 
 def test_manual_prompts_with_and_without_obj_id(tmp_path: Path) -> None:
@@ -148,7 +216,7 @@ def test_manual_prompts_with_and_without_obj_id(tmp_path: Path) -> None:
     cfg = load_config(None, ["detector.enabled=false", prompts])
     sub = plan_subsequences(FRAMES, LENGTH, OVERLAP)[0]
     uri = str(tmp_path / "part.parquet")
-    stats = segment_subsequence(ReplaySegmenter(SCENE, sub), None, tmp_path, sub, cfg, uri)
+    stats = segment_subsequence(ReplaySegmenter(SCENE, sub), None, tmp_path, sub, SegmentSettings.from_config(cfg), uri)
     rows = pq.read_table(uri).to_pylist()
     assert stats.objects == 2
     by_obj = {}
@@ -196,7 +264,7 @@ def test_prompt_styles(style: str, points: tuple[tuple[float, float], ...], has_
     from sam2flow.core.types import Detections
 
     dets = Detections(np.array([[10, 10, 20, 50]], np.float32), np.array([0.9], np.float32), np.array([0]), ("person",))
-    (p,) = new_object_prompts(dets, np.zeros((0, 4)), 0, 0, 1, 0.5, style=style)  # type: ignore[arg-type]
+    (p,) = new_object_prompts(dets, np.zeros((0, 4)), 0, 1, 0.5, style=style)  # type: ignore[arg-type]
     assert p.points == points and p.labels == (1,) * len(points) and (p.box is not None) == has_box
     assert p.class_name == "person"
 

@@ -60,3 +60,23 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, content: bytes | None, 
     with pytest.raises(VideoError, match=match) as err:
         probe(str(path))
     assert str(path) in str(err.value)
+
+
+def test_sample_command_writes_a_clip_with_moving_objects(tmp_path: Path) -> None:
+    """`sam2flow sample` writes a clip of the asked length and size in which three coloured objects move."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "sample.mp4"
+    size = ["--width", "320", "--height", "180"]
+    cmd = [sys.executable, "-m", "sam2flow.cli", "sample", str(out), "--frames", "30", *size]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    info = probe(str(out))
+    assert (info.num_frames, info.width, info.height, info.fps) == (30, 320, 180, "24")
+    first, *_, last = list(iter_frames(str(out), info))
+    for colour in ((220, 60, 50), (40, 170, 230), (240, 200, 40)):  # the three objects' base colours
+        near = [np.abs(f.astype(int) - colour).sum(axis=-1) < 60 for f in (first, last)]
+        assert near[0].sum() > 50 and near[1].sum() > 50, f"object {colour} is visible"
+        centres = [np.argwhere(m).mean(axis=0) for m in near]
+        assert np.abs(centres[0] - centres[1]).max() > 5, f"object {colour} moves"

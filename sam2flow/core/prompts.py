@@ -44,7 +44,6 @@ def new_object_prompts(
     dets: Detections,
     tracked_boxes: FloatArray,
     frame: int,
-    next_id: int,
     max_new: int,
     duplicate_iou: float,
     style: PromptStyle = "box",
@@ -58,13 +57,12 @@ def new_object_prompts(
         dets: Filtered detections of one keyframe.
         tracked_boxes: ``(K, 4)`` boxes of the objects currently tracked on that frame.
         frame: Local frame index of the keyframe.
-        next_id: The first free local object id.
         max_new: At most this many new objects are returned.
         duplicate_iou: Box IoU at which a detection counts as an already tracked object.
         style: How a box becomes a SAM2 prompt (see `box_points`).
 
     Returns:
-        The prompts, with consecutive local ids from ``next_id``.
+        The prompts, with local id -1: the driver gives each its id when it adds it.
     """
     order = np.argsort(-dets.scores, kind="stable")
     taken = [np.asarray(tracked_boxes, dtype=np.float64).reshape(-1, 4)]
@@ -80,7 +78,7 @@ def new_object_prompts(
         points = box_points(box, style)
         prompts.append(
             ObjectPrompt(
-                local_id=LocalObjId(next_id + len(prompts)),
+                local_id=LocalObjId(-1),
                 frame=frame,
                 class_id=int(dets.class_ids[i]),
                 class_name=dets.class_names[i],

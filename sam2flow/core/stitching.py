@@ -1,7 +1,7 @@
 """Pure stitching: local objects of neighbouring subsequences matched into global tracks.
 
 Objects of two neighbouring subsequences are compared by mask IoU averaged over the frames they share, matched
-one-to-one (Hungarian assignment) above a threshold, and joined across all boundaries with union-find. Track ids
+one-to-one (Hungarian assignment) above a threshold, and linked subsequence by subsequence into tracks. Track ids
 are numbered by first appearance in the output; ties are broken by the object's own first box and mask, never by
 its local id, so renumbering local ids inside a subsequence changes nothing.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -91,47 +92,97 @@ def match_boundary(
     ]
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[ObjectRef, ObjectRef] = {}
-
-    def find(self, x: ObjectRef) -> ObjectRef:
-        self.parent.setdefault(x, x)
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: ObjectRef, b: ObjectRef) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+ClassVotes = dict[tuple[int, str], int]
+"""How many output rows carry each (class id, class name)."""
 
 
-def assign_track_ids(
-    first_seen: Mapping[ObjectRef, FirstSeen], matches: Iterable[PairMatch]
-) -> dict[ObjectRef, TrackId]:
-    """Join matched objects into tracks and number the tracks from 1 by first appearance.
+@dataclass(frozen=True)
+class LinkState:
+    """Track ids after subsequences ``0..index``, as far as later subsequences need them.
+
+    Matches are one-to-one at every boundary, so a track is a chain of objects of consecutive subsequences: a track
+    with no object in subsequence ``index`` never continues. The state therefore keeps only the track ids of that
+    subsequence's objects and the class votes of their tracks, and its size does not grow with the video.
+
+    Attributes:
+        index: The last subsequence linked.
+        track_of: Track id of each object of subsequence ``index`` that has one (an object seen only on frames
+            another subsequence owns has none, unless it continues a track).
+        votes: Class votes of each track in ``track_of``, over every subsequence so far.
+        next_track: The first unused track id.
+    """
+
+    index: int
+    track_of: dict[LocalObjId, TrackId]
+    votes: dict[TrackId, ClassVotes]
+    next_track: int
+
+    def classes(self) -> dict[TrackId, tuple[int, str]]:
+        """Each track's class so far: the one most of its rows carry (ties: smallest class id)."""
+        return {t: majority(v) for t, v in self.votes.items()}
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-safe form (see `from_json`)."""
+        return {
+            "index": self.index,
+            "track_of": [[int(o), int(t)] for o, t in self.track_of.items()],
+            "votes": [[int(t), c, n, k] for t, v in self.votes.items() for (c, n), k in v.items()],
+            "next_track": self.next_track,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LinkState:
+        """The state written by `to_json`."""
+        votes: dict[TrackId, ClassVotes] = {}
+        for t, c, n, k in data["votes"]:
+            votes.setdefault(TrackId(int(t)), {})[(int(c), str(n))] = int(k)
+        track_of = {LocalObjId(int(o)): TrackId(int(t)) for o, t in data["track_of"]}
+        return cls(int(data["index"]), track_of, votes, int(data["next_track"]))
+
+
+def majority(votes: Mapping[tuple[int, str], int]) -> tuple[int, str]:
+    """The (class id, class name) with most votes; ties go to the smallest class id."""
+    return min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+def link_subsequence(
+    prev: LinkState | None,
+    index: int,
+    matches: Iterable[PairMatch],
+    first_seen: Mapping[LocalObjId, FirstSeen],
+    votes: Mapping[LocalObjId, Mapping[tuple[int, str], int]],
+) -> LinkState:
+    """Give the objects of subsequence ``index`` their track ids, continuing ``prev`` (None for the first one).
+
+    An object matched to an object of the previous subsequence that has a track continues that track. Every other
+    object seen in the output (``first_seen``: on the frames this subsequence owns) starts a new track; new tracks
+    are numbered in the order of their first appearance, ties broken by the object's first box and mask, never by
+    its local id. Since each subsequence owns later frames than the ones before it, this numbers all tracks of the
+    video by first appearance.
 
     Args:
-        first_seen: For every object that appears in the output, the key of its first appearance there.
-        matches: Matched pairs across all boundaries.
-
-    Returns:
-        The track id of every object in ``first_seen``.
+        prev: The state after subsequence ``index - 1``.
+        index: The subsequence being linked.
+        matches: Its matches with the previous subsequence (left: previous, right: this one).
+        first_seen: For each object present on the frames this subsequence owns, its first appearance there.
+        votes: For each of those objects, its rows' class votes on those frames.
     """
-    uf = _UnionFind()
-    for ref in first_seen:
-        uf.find(ref)
-    for m in matches:
-        uf.union(m.left, m.right)
-    earliest: dict[ObjectRef, FirstSeen] = {}
-    for ref, key in first_seen.items():
-        root = uf.find(ref)
-        if root not in earliest or key < earliest[root]:
-            earliest[root] = key
-    order = sorted(earliest, key=lambda root: earliest[root])
-    number = {root: TrackId(i + 1) for i, root in enumerate(order)}
-    return {ref: number[uf.find(ref)] for ref in first_seen}
+    track_of: dict[LocalObjId, TrackId] = {}
+    if prev is not None:
+        for m in matches:
+            track = prev.track_of.get(m.left[1])
+            if track is not None:
+                track_of[m.right[1]] = track
+    fresh = sorted((o for o in first_seen if o not in track_of), key=lambda o: first_seen[o])
+    next_track = prev.next_track if prev is not None else 1
+    for o in fresh:
+        track_of[o] = TrackId(next_track)
+        next_track += 1
+    merged: dict[TrackId, ClassVotes] = {
+        t: dict(prev.votes.get(t, {})) if prev is not None else {} for t in set(track_of.values())
+    }
+    for o, object_votes in votes.items():
+        tally = merged[track_of[o]]
+        for key, n in object_votes.items():
+            tally[key] = tally.get(key, 0) + n
+    return LinkState(index, track_of, merged, next_track)

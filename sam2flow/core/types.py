@@ -176,3 +176,19 @@ class MaskRow:
     height: int
     width: int
     rle: str
+
+
+@dataclass(frozen=True)
+class TrackMaskRow:
+    """One track on one frame, as stored in masks.parquet (its ``video_id`` and ``time`` columns aside)."""
+
+    frame: int
+    track_id: TrackId
+    class_id: int
+    class_name: str
+    score: float
+    bbox: tuple[float, float, float, float]
+    area: int
+    height: int
+    width: int
+    rle: str

@@ -10,7 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +24,8 @@ from sam2flow.io import storage
 log = logging.getLogger(__name__)
 
 Kind = Literal["sam2", "yolo"]
+RandomWriter = Callable[[str, Kind, str, Path], Path]
+"""Writes a randomly initialised checkpoint: (manifest name, kind, model config, destination) → destination."""
 RANDOM_PREFIX = "random:"
 DOWNLOAD_TIMEOUT_S = 15.0
 
@@ -63,10 +65,15 @@ def cache_dir() -> Path:
     return Path(root) / "checkpoints"
 
 
+def manifest_path() -> Path:
+    """The checkpoint table: ``checkpoints/manifest.yaml`` of the repository, installed as package data of
+    ``sam2flow.checkpoints`` (in a development install, the repository's file itself)."""
+    return Path(str(resources.files("sam2flow.checkpoints").joinpath("manifest.yaml")))
+
+
 def load_manifest() -> dict[str, ManifestEntry]:
-    """All named models, keyed by name."""
-    text = resources.files("sam2flow").joinpath("checkpoints_manifest.yaml").read_text()
-    raw = yaml.safe_load(text)
+    """All named models of `manifest_path`, keyed by name."""
+    raw = yaml.safe_load(manifest_path().read_text())
     out: dict[str, ManifestEntry] = {}
     for kind in ("sam2", "yolo"):
         for name, e in (raw.get(kind) or {}).items():
@@ -146,13 +153,14 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def resolve(spec: str, kind: Kind, image_size: int | None = None) -> ResolvedCheckpoint:
+def resolve(spec: str, kind: Kind, make_random: RandomWriter | None = None) -> ResolvedCheckpoint:
     """Turn a checkpoint spec into a local, verified file.
 
     Args:
         spec: A manifest name, ``random:<name>``, a local path, or an fsspec URI.
         kind: ``"sam2"`` or ``"yolo"``.
-        image_size: SAM2 only: recorded with random checkpoints (the weights do not depend on it).
+        make_random: Writes a ``random:<name>`` checkpoint that is not in the cache yet (the models layer passes
+            it: see `sam2flow.models.weights.resolve`).
 
     Raises:
         CheckpointError: Unknown name, missing file, failed download or hash mismatch.
@@ -162,9 +170,9 @@ def resolve(spec: str, kind: Kind, image_size: int | None = None) -> ResolvedChe
         path = cache_dir() / "random" / f"{entry.name}.pt"
         with _exclusive(path):
             if not path.exists():
-                from sam2flow.models.random_weights import write_random_checkpoint
-
-                write_random_checkpoint(entry.name, kind, entry.config, path)
+                if make_random is None:
+                    raise CheckpointError(f"{spec} is not in the cache ({path}); run `sam2flow checkpoints random`")
+                make_random(entry.name, kind, entry.config, path)
         return ResolvedCheckpoint(spec, path, entry.config, True, storage.sha256_file(path), False)
     if spec in load_manifest():
         entry = _entry(spec, kind)

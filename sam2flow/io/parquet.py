@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sam2flow.core.types import MaskRow
+from sam2flow.core.types import LocalObjId, MaskRow, TrackId, TrackMaskRow
 from sam2flow.io import storage
 
 BBOX = pa.list_(pa.float32(), 4)
@@ -120,6 +120,33 @@ def part_table(rows: Sequence[MaskRow]) -> pa.Table:
         },
         schema=PART_SCHEMA,
     )
+
+
+def _box(value: Any) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in value)
+    return x0, y0, x1, y1
+
+
+def rows_from_table(table: pa.Table) -> list[MaskRow]:
+    """Part-file rows (read with `read_table`) as typed rows: the reader beside `part_table` (pure)."""
+    c = table.select(PART_SCHEMA.names).to_pydict()
+    return [
+        MaskRow(int(f), LocalObjId(int(o)), int(ci), str(cn), float(s), _box(b), int(a), int(h), int(w), str(r))
+        for f, o, ci, cn, s, b, a, h, w, r in zip(*c.values())
+    ]
+
+
+TRACK_ROW_COLUMNS = ["frame", "track_id", *(f.name for f in _MASK_FIELDS)]
+"""The masks.parquet columns a `TrackMaskRow` holds."""
+
+
+def track_rows_from_table(table: pa.Table) -> list[TrackMaskRow]:
+    """masks.parquet rows (at least `TRACK_ROW_COLUMNS`) as typed rows (pure)."""
+    c = table.select(TRACK_ROW_COLUMNS).to_pydict()
+    return [
+        TrackMaskRow(int(f), TrackId(int(t)), int(ci), str(cn), float(s), _box(b), int(a), int(h), int(w), str(r))
+        for f, t, ci, cn, s, b, a, h, w, r in zip(*c.values())
+    ]
 
 
 def table_from_columns(columns: dict[str, Iterable[Any]], schema: pa.Schema) -> pa.Table:

@@ -15,7 +15,8 @@ import numpy as np
 
 from sam2flow.config import RenderConfig
 from sam2flow.core import rle
-from sam2flow.io.parquet import read_table
+from sam2flow.core.types import TrackMaskRow
+from sam2flow.io.parquet import TRACK_ROW_COLUMNS, read_table, track_rows_from_table
 from sam2flow.io.video import VideoProbe, iter_frames, video_writer
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,6 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
     hue = (track_id * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
     return int(r * 255), int(g * 255), int(b * 255)
-
-
-RENDER_COLUMNS = ["frame", "track_id", "class_name", "bbox", "height", "width", "rle"]
-"""The masks.parquet columns drawing needs."""
-
-Row = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -47,26 +42,25 @@ class Overlay:
         return json.dumps([self.cfg.model_dump(mode="json"), self.banner, self.zones], sort_keys=True)
 
 
-def masks_rows(masks_uri: str, frames: range | None = None) -> list[Row]:
-    """The drawing columns of masks.parquet (sorted by frame, track), for the given frames or all of them."""
+def masks_rows(masks_uri: str, frames: range | None = None) -> list[TrackMaskRow]:
+    """The rows of masks.parquet (sorted by frame, track), for the given frames or all of them."""
     filters = None if frames is None else [("frame", ">=", frames.start), ("frame", "<", frames.stop)]
-    rows: list[Row] = read_table(masks_uri, columns=RENDER_COLUMNS, filters=filters).to_pylist()
-    return rows
+    return track_rows_from_table(read_table(masks_uri, columns=TRACK_ROW_COLUMNS, filters=filters))
 
 
-def rows_digest(rows: Iterable[Row], overlay: Overlay) -> str:
+def rows_digest(rows: Iterable[TrackMaskRow], overlay: Overlay) -> str:
     """Digest of what a rendered piece shows: its rows' frames, track ids, classes and masks, and the overlay."""
     h = hashlib.sha256(overlay.key().encode())
     for r in rows:
-        h.update(f"{r['frame']}|{r['track_id']}|{r['class_name']}|{r['rle']}\n".encode())
+        h.update(f"{r.frame}|{r.track_id}|{r.class_name}|{r.rle}\n".encode())
     return h.hexdigest()
 
 
-def _group_by_frame(rows: Iterable[Row]) -> Iterator[tuple[int, list[Row]]]:
+def _group_by_frame(rows: Iterable[TrackMaskRow]) -> Iterator[tuple[int, list[TrackMaskRow]]]:
     current: int | None = None
-    group: list[Row] = []
+    group: list[TrackMaskRow] = []
     for row in rows:
-        frame = int(row["frame"])  # type: ignore[call-overload]
+        frame = row.frame
         if current is not None and frame != current:
             yield current, group
             group = []
@@ -76,24 +70,24 @@ def _group_by_frame(rows: Iterable[Row]) -> Iterator[tuple[int, list[Row]]]:
         yield current, group
 
 
-def draw(frame: np.ndarray, rows: list[dict[str, object]], cfg: RenderConfig) -> np.ndarray:
+def draw(frame: np.ndarray, rows: list[TrackMaskRow], cfg: RenderConfig) -> np.ndarray:
     """Draw the given tracks onto a copy of an RGB frame."""
     out = frame.copy()
     for row in rows:
-        tid = int(row["track_id"])  # type: ignore[call-overload]
+        tid = int(row.track_id)
         colour = track_colour(tid)
-        mask = rle.decode(str(row["rle"]), int(row["height"]), int(row["width"]))  # type: ignore[call-overload]
+        mask = rle.decode(row.rle, row.height, row.width)
         if mask.shape != out.shape[:2]:
             continue
         if cfg.alpha > 0:
             out[mask] = (out[mask] * (1 - cfg.alpha) + np.array(colour) * cfg.alpha).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, colour, 2)
-        x0, y0, x1, y1 = (round(v) for v in row["bbox"])  # type: ignore[attr-defined]
+        x0, y0, x1, y1 = (round(v) for v in row.bbox)
         if cfg.draw_boxes:
             cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, 1)
         if cfg.draw_ids:
-            label = f"{tid} {row['class_name']}"
+            label = f"{tid} {row.class_name}"
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
             ty = max(y0, th + 4)
             cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty), colour, -1)
@@ -119,7 +113,7 @@ def render_range(
     video: str,
     info: VideoProbe,
     frames: range,
-    rows: Iterable[Row],
+    rows: Iterable[TrackMaskRow],
     out_path: Path,
     overlay: Overlay,
     progress: Callable[[int, int], None] | None = None,
@@ -139,7 +133,7 @@ def render_range(
         assert proc.stdin is not None
         for i, frame in enumerate(iter_frames(video, info, max_frames=len(frames), start=frames.start)):
             g = frames.start + i
-            drawn: list[Row] = []
+            drawn: list[TrackMaskRow] = []
             while pending is not None and pending[0] <= g:
                 if pending[0] == g:
                     drawn = pending[1]

@@ -1,9 +1,12 @@
-"""Video probing, frame-accurate JPEG extraction, and frame streams, all through the ffmpeg/ffprobe binaries."""
+"""Video probing, frame-accurate JPEG extraction, and frame streams, through the ffmpeg/ffprobe binaries.
+
+Every ffmpeg and ffprobe invocation is built with ffmpeg-python (``ffmpeg.probe`` and its stream builder); this
+module runs them and turns their failures into `VideoError` messages that name the input.
+"""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import subprocess
@@ -12,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import ffmpeg
 import numpy as np
 
 from sam2flow.core.types import Subsequence
@@ -73,17 +78,14 @@ def probe(path: str) -> VideoProbe:
 @functools.lru_cache(maxsize=32)
 def _probe(resolved: str, size: int, mtime_ns: int, path: str) -> VideoProbe:
     """`probe` remembered per file, size and modification time: counting packets reads the whole file."""
-    cmd = [
-        require_binary("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets",
-        "-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_read_packets,codec_name,duration"
-        ":format=duration",
-        "-of", "json", resolved,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffprobe failed"
-        raise VideoError(f"input {path} is not a readable video ({reason}); check the file or re-encode it")
-    info = json.loads(proc.stdout or "{}")
+    try:
+        info = ffmpeg.probe(
+            resolved, cmd=require_binary("ffprobe"), v="error", select_streams="v:0", count_packets=None
+        )
+    except ffmpeg.Error as exc:
+        stderr = (exc.stderr or b"").decode(errors="replace").strip()
+        reason = stderr.splitlines()[-1] if stderr else "ffprobe failed"
+        raise VideoError(f"input {path} is not a readable video ({reason}); check the file or re-encode it") from exc
     streams = info.get("streams") or []
     if not streams:
         raise VideoError(f"input {path} has no video stream; give a video file (e.g. .mp4)")
@@ -123,9 +125,11 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.jpg"):
         stale.unlink()
-    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y", *_range_input(video, info, sub.start, sub.length)]
-    cmd += ["-fps_mode", "passthrough", "-q:v", str(jpeg_quality), "-start_number", "0", str(out_dir / "%05d.jpg")]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    stream = _range_input(video, info, sub.start, sub.length).output(
+        str(out_dir / "%05d.jpg"),
+        **{"frames:v": sub.length, "fps_mode": "passthrough", "q:v": jpeg_quality, "start_number": 0},
+    )
+    proc = subprocess.run(_command(stream), capture_output=True, text=True)
     if proc.returncode != 0:
         raise VideoError(
             f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: the file may be truncated or "
@@ -150,27 +154,41 @@ def _telling_line(stderr: str) -> str:
     return (telling or lines or ["no message"])[-1 if not telling else 0]
 
 
-def _range_input(video: str, info: VideoProbe, start: int, count: int | None) -> list[str]:
-    """ffmpeg input arguments that decode frames ``start, start + 1, …`` (``count`` of them, or to the end).
+def _command(stream: Any) -> list[str]:
+    """The ffmpeg command line of an ffmpeg-python output stream: quiet, never reading stdin, overwriting."""
+    args: list[str] = (
+        stream.global_args("-nostdin", "-v", "error").overwrite_output().compile(cmd=require_binary("ffmpeg"))
+    )
+    return args
+
+
+def _range_input(video: str, info: VideoProbe, start: int, count: int | None) -> Any:
+    """The video stream of ``video`` from frame ``start`` on (``count`` frames of it, or to the end).
 
     Constant-frame-rate inputs are seeked to half a frame before ``start`` (ffmpeg's accurate seek then starts
     exactly at that frame); variable-frame-rate inputs are decoded from the start and selected by frame number.
+    The output's ``frames:v`` option stops it after ``count`` frames.
     """
-    limit = ["-frames:v", str(count)] if count is not None else []
     if start == 0:
-        return ["-i", video, *limit]
+        return ffmpeg.input(video)["v:0"]
     if info.constant_frame_rate:
-        return ["-ss", f"{max(0.0, (start - 0.5) / info.fps_float):.6f}", "-i", video, *limit]
-    stop = f"\\,{start + count - 1}" if count is not None else "\\,1e12"
-    return ["-i", video, "-vf", f"select=between(n\\,{start}{stop})", *limit]
+        return ffmpeg.input(video, ss=f"{max(0.0, (start - 0.5) / info.fps_float):.6f}")["v:0"]
+    stop = start + count - 1 if count is not None else "1e12"
+    return ffmpeg.input(video)["v:0"].filter("select", f"between(n,{start},{stop})")
 
 
 def iter_frames(video: str, info: VideoProbe, max_frames: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
-    """Yield decoded RGB frames ``(H, W, 3)`` uint8, one at a time, in order, from frame ``start`` on."""
-    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", *_range_input(video, info, start, max_frames)]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "-"]
+    """Yield decoded RGB frames ``(H, W, 3)`` uint8, one at a time, in order, from frame ``start`` on.
+
+    ffmpeg's error output is discarded: nothing reads it while frames stream, so a pipe could fill up and stall a
+    decoder that reports many errors. A stream that ends early simply yields fewer frames.
+    """
+    limit = {"frames:v": max_frames} if max_frames is not None else {}
+    stream = _range_input(video, info, start, max_frames).output(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough", **limit
+    )
     frame_bytes = info.width * info.height * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_command(stream), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None  # for type checkers: PIPE was requested
     try:
         while True:
@@ -190,15 +208,13 @@ def video_writer(path: Path, width: int, height: int, fps: str, crf: int = 20) -
 
     Odd sizes are padded by one pixel (yuv420p needs even sizes). The file is complete when the block exits cleanly.
     """
-    cmd = [
-        require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", fps, "-i", "-",
-        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),
-        "-pix_fmt", "yuv420p", "-r", fps, "-fps_mode", "passthrough",
-    ]  # fmt: skip
+    frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+    padded = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
     # MPEG-TS pieces can be joined byte by byte (see `concat_videos`); anything else is a finished MP4.
-    cmd += ["-f", "mpegts", str(path)] if path.suffix == ".ts" else ["-movflags", "+faststart", str(path)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    container = {"format": "mpegts"} if path.suffix == ".ts" else {"movflags": "+faststart"}
+    encode = {"c:v": "libx264", "preset": "veryfast", "crf": crf, "pix_fmt": "yuv420p", "r": fps}
+    stream = padded.output(str(path), fps_mode="passthrough", **encode, **container)
+    proc = subprocess.Popen(_command(stream), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     ok = False
     try:
         yield proc
@@ -226,11 +242,8 @@ def concat_videos(parts: list[Path], out: Path) -> None:
         for p in parts:
             with open(p, "rb") as src:
                 shutil.copyfileobj(src, dst, 1 << 22)
-    cmd = [
-        require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(joined), "-c", "copy",
-        "-movflags", "+faststart", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    stream = ffmpeg.input(str(joined)).output(str(out), c="copy", movflags="+faststart")
+    proc = subprocess.run(_command(stream), capture_output=True, text=True)
     joined.unlink()
     if proc.returncode != 0:
         raise VideoError(f"ffmpeg could not join {len(parts)} rendered pieces into {out}: {proc.stderr.strip()}")

@@ -10,8 +10,6 @@ import logging
 import uuid
 from pathlib import Path
 
-import torch
-
 log = logging.getLogger(__name__)
 
 RANDOM_MARKER = "sam2flow_random_weights"
@@ -27,6 +25,7 @@ def _coco_names() -> dict[int, str]:
 
 
 def _write_sam2(config: str, tmp: Path) -> None:
+    import torch
     from sam2.build_sam import build_sam2
 
     model = build_sam2(config, ckpt_path=None, device="cpu", mode="eval", apply_postprocessing=False)
@@ -57,6 +56,8 @@ def write_random_checkpoint(name: str, kind: str, config: str, path: Path) -> Pa
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    import torch
+
     log.warning("writing a RANDOMLY INITIALISED %s checkpoint %s (%s) to %s", kind, name, config, path)
     torch.manual_seed(SEED)
     try:

@@ -102,11 +102,6 @@ class Sam2Session:
         self.height: int = int(state["video_height"])
         self.width: int = int(state["video_width"])
 
-    @property
-    def object_ids(self) -> list[LocalObjId]:
-        """Local ids of every object added so far."""
-        return [LocalObjId(int(o)) for o in self._state["obj_ids"]]
-
     def add(self, prompt: ObjectPrompt) -> FrameMasks:
         """Add one object's prompt on its frame; returns every object's mask on that frame."""
         if prompt.mask is not None:
@@ -142,10 +137,6 @@ class Sam2Session:
             old = per_obj["non_cond_frame_outputs"]
             for f in [f for f in old if f < frame]:
                 del old[f]
-
-    def retained_frames(self) -> int:
-        """Largest number of per-frame tracking outputs any object holds (for memory tests)."""
-        return max((len(o["non_cond_frame_outputs"]) for o in self._state["output_dict_per_obj"].values()), default=0)
 
     def _object_score(self, obj_idx: int, frame: int) -> float:
         for store in (self._state["temp_output_dict_per_obj"], self._state["output_dict_per_obj"]):

@@ -1,0 +1,1 @@
+"""The checkpoint table, ``checkpoints/manifest.yaml``: installed as package data of ``sam2flow.checkpoints``."""

@@ -1,0 +1,224 @@
+"""Typed results of the stages: what each task returns, and what manifest.json records under ``stages``.
+
+They are small frozen records (never arrays or models), so they can cross task boundaries, and `to_json` turns any of
+them into the manifest's plain form. `from_json` reads that form back, validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_json(record: Any) -> dict[str, Any]:
+    """A record as a plain dict of JSON values."""
+    out: dict[str, Any] = asdict(record)
+    return out
+
+
+def from_json(kind: type[T], data: Any) -> T:
+    """Rebuild a record of type ``kind`` from its `to_json` form, checking every field's type.
+
+    Raises:
+        pydantic.ValidationError: When ``data`` does not have the record's fields and types.
+    """
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(kind).validate_python(data)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """One subsequence's JPEG extraction."""
+
+    index: int
+    skipped: bool
+    """True when its part file was already complete (nothing to extract)."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """What segmenting one subsequence produced."""
+
+    index: int
+    frames: int
+    objects: int
+    rows: int
+    frames_with_masks: int
+    seconds: float
+    sam2_seconds: float = 0.0
+    """Time spent inside the segmenter's calls (adding prompts, propagating): the rest is sam2flow's overhead."""
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One subsequence's segmentation task: reused from an earlier run, or segmented now (with its stats)."""
+
+    index: int
+    reused: bool
+    seconds: float = 0.0
+    frames: int | None = None
+    objects: int | None = None
+    rows: int | None = None
+    frames_with_masks: int | None = None
+    sam2_seconds: float = 0.0
+    device: str | None = None
+    rss_mib: float | None = None
+    """Resident memory of the process after the subsequence (MiB)."""
+    host: str | None = None
+    pid: int | None = None
+    """Where it ran (the Ray fan-out records it: tasks run on any node)."""
+
+    @classmethod
+    def from_stats(cls, stats: SegmentStats, device: str, rss_mib: float) -> SegmentResult:
+        """The result of a subsequence segmented now."""
+        return cls(
+            index=stats.index,
+            reused=False,
+            seconds=stats.seconds,
+            frames=stats.frames,
+            objects=stats.objects,
+            rows=stats.rows,
+            frames_with_masks=stats.frames_with_masks,
+            sam2_seconds=stats.sam2_seconds,
+            device=device,
+            rss_mib=rss_mib,
+        )
+
+
+@dataclass(frozen=True)
+class EventsResult:
+    """What the zone events of a run came to."""
+
+    events: int
+    enters: int
+    exits: int
+    tracks_in_zones: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StitchResult:
+    """The stitched tables: how many tracks and rows, and how many matches joined subsequences."""
+
+    tracks: int
+    rows: int
+    matches: int
+    frames_with_masks: int
+    seconds: float = 0.0
+    events: EventsResult | None = None
+    """With zones: the events written to events.parquet."""
+
+
+@dataclass(frozen=True)
+class RenderPieceResult:
+    """One piece of the annotated video, drawn while later subsequences were being segmented."""
+
+    index: int
+    frames: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """The annotated video."""
+
+    enabled: bool
+    frames: int = 0
+    pieces: int = 0
+    pieces_kept: int = 0
+    """Pieces drawn during segmentation that showed exactly the final tracks (the others were drawn again)."""
+    seconds: float = 0.0
+    stale: bool = False
+    """True after a re-stitch without re-rendering: the video shows the earlier track ids."""
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """The first frames tracked with SAM2 for fine-tuning (labels.parquet)."""
+
+    labels: str
+    frames: int
+    reused: bool
+    seconds: float
+    objects: int | None = None
+    frames_with_masks: int | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneRecord:
+    """A trained detector and what training measured (written to metrics.json, and into the manifest)."""
+
+    folder: str
+    weights: str
+    labels: str
+    classes: list[str]
+    labelled_frames: int
+    train_frames: list[int]
+    val_frames: list[int]
+    instances: dict[str, int]
+    split: dict[str, float | int]
+    base: str
+    pretrained: bool
+    epochs_run: int
+    best_epoch: int
+    metrics: dict[str, float]
+    device: str
+    label_seconds: float
+    train_seconds: float
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    """All extraction tasks of a run."""
+
+    task_seconds: float
+    skipped: int
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """All segmentation tasks of a run."""
+
+    wall_seconds: float
+    task_seconds: float
+    sam2_seconds: float
+    reused: int
+    subsequences: list[SegmentResult]
+
+    @classmethod
+    def of(cls, results: list[SegmentResult], wall_seconds: float) -> SegmentSummary:
+        """Totals over the subsequences (listed in plan order)."""
+        ordered = sorted(results, key=lambda r: r.index)
+        return cls(
+            wall_seconds=round(wall_seconds, 3),
+            task_seconds=round(sum(r.seconds for r in ordered), 3),
+            sam2_seconds=round(sum(r.sam2_seconds for r in ordered), 3),
+            reused=sum(r.reused for r in ordered),
+            subsequences=ordered,
+        )
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """Probing, planning and checkpoint resolution."""
+
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class RunStages:
+    """Every stage of one run, as manifest.json records it under ``stages``."""
+
+    prepare: PrepareSummary
+    extract: ExtractSummary
+    segment: SegmentSummary
+    stitch: StitchResult
+    render: RenderResult
+    finetune: FinetuneRecord | None = None
+    restitched: bool = False
+    """True when the tables were rebuilt later by `sam2flow stitch`."""
