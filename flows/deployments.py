@@ -16,26 +16,27 @@ from sam2flow.flows.process_video import process_video
 from sam2flow.config import PipelineConfig
 
 NEW_VIDEO_EVENT = "sam2flow.video.created"
-"""Emit this event (``resource.id`` = the video's URI, ``payload.out`` = where results go) to process a new file:
-e.g. from an S3 notification forwarded by a webhook, or `emit_new_video`."""
+"""Emit this event (``resource.id`` = the video's URI) to process a new file, e.g. from an S3 notification forwarded
+by a webhook, or `emit_new_video`. Only videos under the served ``source`` start a run; results go to the served
+``out`` (an event cannot choose where to write)."""
 
 
-def new_video_trigger() -> DeploymentEventTrigger:
-    """Start process_video for each `NEW_VIDEO_EVENT`, with the video and output folder taken from the event."""
+def new_video_trigger(source: str) -> DeploymentEventTrigger:
+    """Start process_video for each `NEW_VIDEO_EVENT` whose video lies under ``source``."""
     return DeploymentEventTrigger(
         name="new video",
         expect={NEW_VIDEO_EVENT},
-        match={"prefect.resource.id": "*"},
-        parameters={"video": "{{ event.resource.id }}", "out": "{{ event.payload.out }}"},
+        match={"prefect.resource.id": f"{source.rstrip('/')}/*"},
+        parameters={"video": "{{ event.resource.id }}"},
     )
 
 
-def emit_new_video(uri: str, out: str) -> None:
+def emit_new_video(uri: str) -> None:
     """Announce a new video (what a bucket notification or an upload script would do) and wait until it is sent."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
-    emit_event(event=NEW_VIDEO_EVENT, resource={"prefect.resource.id": uri}, payload={"out": out})
+    emit_event(event=NEW_VIDEO_EVENT, resource={"prefect.resource.id": uri})
     EventsWorker.drain_all(timeout=30)
 
 
@@ -50,16 +51,18 @@ def build_deployments(
     """The process_video deployment (UI runs and new-video events) and the process_archive deployment.
 
     Args:
-        config: Default config of both deployments (each run can change it in the UI form).
-        source, out, pattern: Default archive parameters (a scheduled run needs them).
+        config: Default config of both deployments (each run can change it in the UI form; checkpoints named by
+            path are still only read from folders the serving process allows).
+        source, out, pattern: Default archive parameters (a scheduled run needs them); ``out`` is also where
+            process_video writes by default, and new-video events are only taken for videos under ``source``.
         cron: Cron schedule of process_archive (e.g. ``0 2 * * *``); none when empty.
         work_pool: Run through this work pool (scaled-out setup) instead of the serving process.
     """
     cfg = config.model_dump(mode="json")
     video = process_video.to_deployment(
         name="sam2flow-video",
-        parameters={"config": cfg},
-        triggers=[new_video_trigger()],
+        parameters={"config": cfg, **({"out": out} if out else {})},
+        triggers=[new_video_trigger(source)] if source else [],
         description="Segment and track every object of one video.",
         tags=["sam2flow"],
         work_pool_name=work_pool,

@@ -13,12 +13,12 @@ from sam2flow.job import VideoJob
 from sam2flow.results import FinetuneRecord
 
 
-@flow(name="finetune_detector", retries=1, retry_delay_seconds=10, log_prints=True, validate_parameters=False)
+@flow(name="finetune_detector", log_prints=True, validate_parameters=False)
 def finetune_detector(job: VideoJob, config: PipelineConfig) -> FinetuneRecord:
     """Track the prompted objects through ``finetune.frames`` frames, train YOLO on their boxes, save the weights.
 
     A complete fine-tune with the same inputs (video, prompts, SAM2 model and finetune settings) is reused, not
-    repeated. A retry of this subflow reuses labels that were already written.
+    repeated. Each step is retried once unless it failed on bad input (a retry reuses labels already written).
 
     Returns:
         The fine-tune record (weights URI, classes, split, validation metrics), with ``reused`` set.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sam2flow.config import PipelineConfig
-from sam2flow.io import storage
+from sam2flow.io import access, storage
 from sam2flow.job import SUCCESS, make_video_id
 from sam2flow.manifest import read_manifest
 
@@ -44,6 +44,7 @@ def list_videos(source: str, pattern: str) -> list[str]:
     Raises:
         FileNotFoundError: When ``source`` is not a folder.
     """
+    access.check(source, access.INPUT_ROOTS_ENV, "archive source")
     fs, root = storage.filesystem(source)
     if not fs.isdir(root):
         raise FileNotFoundError(f"archive source {source} is not a folder (give a local folder or a URI like s3://b/p)")

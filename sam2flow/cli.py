@@ -31,6 +31,14 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a config value, e.g. --set chunking.length=64 (repeatable)."),
 ]
+CheckpointDirOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--checkpoint-dir",
+        help="Allow checkpoints named by path or URI under this folder or prefix (repeatable; adds to "
+        "$SAM2FLOW_CHECKPOINT_DIRS). Without it a config may only name checkpoints of checkpoints/manifest.yaml.",
+    ),
+]
 StitchSetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -45,6 +53,15 @@ def _prefect_env() -> None:
     """Settings every flow run from the command line gets, unless the environment sets them."""
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _allow_checkpoint_dirs(dirs: list[str] | None) -> None:
+    """Add the operator's --checkpoint-dir folders to this process's (and its workers') allowed folders."""
+    from sam2flow.io.checkpoints import CHECKPOINT_DIRS_ENV
+
+    if dirs:
+        current = [d for d in os.environ.get(CHECKPOINT_DIRS_ENV, "").split(os.pathsep) if d]
+        os.environ[CHECKPOINT_DIRS_ENV] = os.pathsep.join([*current, *dirs])
 
 
 def _fail(message: str) -> NoReturn:
@@ -70,11 +87,10 @@ def _load(config: Path | None, overrides: list[str] | None) -> PipelineConfig:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from sam2flow.io.checkpoints import CheckpointError
-    from sam2flow.io.video import VideoError
-    from sam2flow.models.detector import DetectorError
+    """What the commands report as one message and exit code 2 (see `sam2flow.errors`)."""
+    from sam2flow.errors import InputError
 
-    return (ConfigError, CheckpointError, VideoError, DetectorError, FileNotFoundError)
+    return (InputError, FileNotFoundError)
 
 
 def _preflight(video: str, cfg: PipelineConfig) -> None:
@@ -108,6 +124,7 @@ def run(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder or URI; results go to OUT/<video_id>/.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    checkpoint_dir: CheckpointDirOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Process one video with the process_video Prefect flow (no server needed: Prefect's ephemeral mode).
@@ -116,6 +133,7 @@ def run(
     Progress is logged per subsequence and overall, on the terminal and in the Prefect run logs.
     """
     _setup_logging(verbose)
+    _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
     errors = _user_errors()
     try:
@@ -143,6 +161,7 @@ def archive(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, max=16, help="Videos at once.")] = 2,
+    checkpoint_dir: CheckpointDirOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Process every matching video of an archive with the process_archive flow.
@@ -153,6 +172,7 @@ def archive(
     from sam2flow.archive import list_videos
 
     _setup_logging(verbose)
+    _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
     try:
         videos = list_videos(source, pattern)
@@ -179,23 +199,47 @@ def archive(
 def serve(
     config: ConfigOpt = None,
     source: Annotated[
-        str | None, typer.Option("--source", help="Archive the scheduled process_archive run reads.")
+        str | None,
+        typer.Option(
+            "--source", help="Archive the scheduled process_archive run reads; new-video events are taken under it."
+        ),
     ] = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder of the scheduled run.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Where runs write by default (and the scheduled run).")
+    ] = None,
     pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob of the scheduled run.")] = "*.mp4",
     cron: Annotated[
         str | None, typer.Option("--cron", help="Schedule process_archive, e.g. '0 2 * * *' (02:00 daily).")
     ] = None,
+    input_root: Annotated[
+        list[str] | None, typer.Option("--input-root", help="Another folder or prefix runs may read (repeatable).")
+    ] = None,
+    output_root: Annotated[
+        list[str] | None, typer.Option("--output-root", help="Another folder or prefix runs may write (repeatable).")
+    ] = None,
+    checkpoint_dir: CheckpointDirOpt = None,
 ) -> None:
     """Serve the process_video and process_archive deployments from this machine, without a work pool.
 
     Runs come from the Prefect UI or API (and the optional cron schedule) and execute here, on this machine's GPUs.
-    Needs a Prefect server (set PREFECT_API_URL); see infra/README.md for the scaled-out setup with work pools.
+    Their parameters are untrusted: runs may only read videos under --source/--input-root and write under
+    --out/--output-root, and name checkpoints by path only under --checkpoint-dir. Needs a Prefect server (set
+    PREFECT_API_URL); see infra/README.md for the scaled-out setup with work pools.
     """
+    from sam2flow.io import access
+
     _setup_logging(False)
+    _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, None)
     if cron and not (source and out):
         _fail("--cron needs --source and --out (what the scheduled archive run reads and writes)")
+    inputs = [*([source] if source else []), *(input_root or [])]
+    outputs = [*([out] if out else []), *(output_root or [])]
+    if not inputs or not outputs:
+        _fail("serve needs --source (or --input-root) and --out (or --output-root): runs started from the UI or by "
+              "events may only read and write under folders you name")  # fmt: skip
+    access.add_roots(access.INPUT_ROOTS_ENV, inputs)
+    access.add_roots(access.OUTPUT_ROOTS_ENV, outputs)
     _prefect_env()
     from sam2flow.flows import launch
 
@@ -302,7 +346,7 @@ def ckpt_list() -> None:
 
     for name, e in load_manifest().items():
         cached = (cache_dir() / Path(e.url).name).exists()
-        sha = e.sha256 or "unknown"
+        sha = e.sha256 or "unknown (not published: downloads are not verified)"
         typer.echo(f"{e.kind:5} {name:24} {'cached' if cached else 'not cached':10} sha256={sha} {e.url}")
 
 

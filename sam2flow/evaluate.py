@@ -23,11 +23,12 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from sam2flow.core.prompts import box_iou
+from sam2flow.errors import InputError
 from sam2flow.io import storage
 from sam2flow.io.parquet import read_table
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError, ValueError):
     """The prediction or ground truth cannot be read; the message names it."""
 
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sam2flow.config import FinetuneConfig, PipelineConfig
 from sam2flow.core.dataset import time_block_split, yolo_label_line
 from sam2flow.core.types import Subsequence
+from sam2flow.errors import InputError
 from sam2flow.io import checkpoints, storage
 from sam2flow.io.checkpoints import CheckpointError
 from sam2flow.io.parquet import read_table, rows_from_table
@@ -40,7 +41,7 @@ LABELS = "labels.parquet"
 MIN_BOX_PIXELS = 16  # masks smaller than this are not used as training boxes
 
 
-class FinetuneError(RuntimeError):
+class FinetuneError(InputError, RuntimeError):
     """Fine-tuning cannot proceed (e.g. the prompts produced no masks to learn from)."""
 
 
@@ -184,11 +185,9 @@ def train_detector(
         run_dir: Ultralytics' working folder for this training (replaced).
         progress: Called after each epoch with (epoch, epochs, validation metrics).
     """
-    from ultralytics import YOLO
-
     t0 = time.perf_counter()
     base, pretrained = base_model(ft.base_model)
-    model = YOLO(base, task="detect")
+    model = weights.load_yolo(base)
     if progress is not None:
 
         def on_epoch_end(trainer: Any) -> None:
@@ -302,6 +301,7 @@ def train(job: VideoJob, cfg: PipelineConfig, labelled: LabelResult) -> Finetune
         result = slot.run(train_detector, ds.yaml, ft, slot.device, work / "run", progress)
     out = folder(job, cfg)
     trained = storage.join(out, WEIGHTS)
+    weights_sha256 = storage.sha256_file(result.weights)
     storage.upload(result.weights, trained)
     results_csv = result.weights.parent.parent / "results.csv"
     if results_csv.is_file():
@@ -309,6 +309,7 @@ def train(job: VideoJob, cfg: PipelineConfig, labelled: LabelResult) -> Finetune
     record = FinetuneRecord(
         folder=out,
         weights=trained,
+        weights_sha256=weights_sha256,
         labels=labelled.labels,
         classes=names,
         labelled_frames=sub.length,
@@ -334,6 +335,6 @@ def train(job: VideoJob, cfg: PipelineConfig, labelled: LabelResult) -> Finetune
 
 def finetuned_job(job: VideoJob, record: FinetuneRecord) -> VideoJob:
     """The job with its detector replaced by the fine-tuned weights, and a part-file digest that includes them."""
-    yolo = weights.resolve(record.weights, "yolo")
+    yolo = weights.resolve(record.weights, "yolo", expected_sha256=record.weights_sha256)
     combined = hashlib.sha256(f"{job.config_digest}:{yolo.sha256}".encode()).hexdigest()[:16]
     return replace(job, yolo=yolo, config_digest=combined)

@@ -21,7 +21,7 @@ from pathlib import Path
 from sam2flow import manifest
 from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
-from sam2flow.io import checkpoints, storage
+from sam2flow.io import access, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.parquet import track_rows_from_table
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
@@ -56,9 +56,11 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
 
     Fails fast (before any heavy work) on a missing or unreadable input or a missing checkpoint.
     """
+    access.check(video, access.INPUT_ROOTS_ENV, "input video")
+    access.check(out, access.OUTPUT_ROOTS_ENV, "output folder")
     if storage.is_remote(video) and not storage.exists(video):
         raise FileNotFoundError(f"input video {video} does not exist")
-    local = storage.localize(video, checkpoints.cache_dir().parent / "inputs")
+    local = storage.localize(video, storage.cache_root() / "inputs")
     info = probe(str(local))
     num_frames = min(info.num_frames, cfg.video.max_frames or info.num_frames)
     plan = tuple(plan_subsequences(num_frames, cfg.chunking.length, cfg.chunking.overlap))
@@ -149,7 +151,7 @@ def extract_and_segment(job: VideoJob, index: int, cfg: PipelineConfig) -> Segme
     if job.part_done(index):
         return SegmentResult(index, reused=True, host=host, pid=pid)
     if not Path(job.local_video).is_file():
-        job = replace(job, local_video=str(storage.localize(job.video, checkpoints.cache_dir().parent / "inputs")))
+        job = replace(job, local_video=str(storage.localize(job.video, storage.cache_root() / "inputs")))
     extract(job, index, cfg)
     return replace(segment(job, index, cfg), host=host, pid=pid)
 

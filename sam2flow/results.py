@@ -154,6 +154,8 @@ class FinetuneRecord:
 
     folder: str
     weights: str
+    weights_sha256: str
+    """Recorded when the weights were written, checked whenever they are read."""
     labels: str
     classes: list[str]
     labelled_frames: int

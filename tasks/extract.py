@@ -2,6 +2,7 @@
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sam2flow.tasks.retries import retry_unless_permanent
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
@@ -9,7 +10,14 @@ from sam2flow.job import VideoJob
 from sam2flow.results import ExtractResult
 
 
-@task(name="extract", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="extract-{index}")
+@task(
+    name="extract",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_permanent,
+    task_run_name="extract-{index}",
+)
 def extract_task(job: VideoJob, index: int, config: PipelineConfig) -> ExtractResult:
     """Write one subsequence's JPEGs (skipped when its part file is already complete)."""
     return pipeline.extract(job, index, config)

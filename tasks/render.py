@@ -2,6 +2,7 @@
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sam2flow.tasks.retries import retry_unless_permanent
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
@@ -9,7 +10,7 @@ from sam2flow.job import VideoJob
 from sam2flow.results import RenderPieceResult, RenderResult
 
 
-@task(name="render", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(name="render", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_permanent)
 def render_task(job: VideoJob, config: PipelineConfig) -> RenderResult:
     """Write annotated.mp4."""
     return pipeline.render(job, config)

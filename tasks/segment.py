@@ -2,6 +2,7 @@
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sam2flow.tasks.retries import retry_unless_permanent
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
@@ -9,7 +10,14 @@ from sam2flow.job import VideoJob
 from sam2flow.results import SegmentResult
 
 
-@task(name="segment", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, task_run_name="segment-{index}")
+@task(
+    name="segment",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_permanent,
+    task_run_name="segment-{index}",
+)
 def segment_task(job: VideoJob, index: int, config: PipelineConfig) -> SegmentResult:
     """Segment one subsequence and write its part file; returns a small summary."""
     return pipeline.segment(job, index, config)

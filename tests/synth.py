@@ -68,3 +68,11 @@ def write_clip(
     proc.stdin.close()
     assert proc.wait() == 0
     return path
+
+
+def with_rotation(source: Path, path: Path, degrees: int) -> Path:
+    """A copy of a clip (same stream, no re-encoding) whose container says to display it rotated by ``degrees``,
+    like a phone recording held upright."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-c", "copy"]
+    subprocess.run([*cmd, "-metadata:s:v:0", f"rotate={degrees}", str(path)], check=True)
+    return path

@@ -33,6 +33,25 @@ def make_archive(tmp_path: Path) -> tuple[Path, PipelineConfig]:
     return archive, load_config(ROOT / "configs" / "smoke.yaml", list(TINY))
 
 
+def test_content_digest_covers_the_whole_file_and_is_remembered(tmp_path: Path) -> None:
+    """A file edited in the middle, with its size kept, gets another digest (so another video id, and an archive
+    does not skip it); an unchanged file's digest is read back from the cache, not recomputed."""
+    big = tmp_path / "big.bin"
+    data = bytearray(b"\x01" * (40 << 20))  # larger than the 16 MiB head and tail a sampled digest would read
+    big.write_bytes(data)
+    before = storage.content_digest(str(big))
+    data[20 << 20] ^= 0xFF
+    big.write_bytes(data)
+    assert big.stat().st_size == 40 << 20 and storage.content_digest(str(big)) != before
+    same = tmp_path / "same.bin"
+    same.write_bytes(b"abc")
+    first = storage.content_digest(str(same))
+    for m in (storage.cache_root() / "digests").glob("*"):
+        if m.read_text().strip() == first:
+            m.write_text("remembered\n")  # proves the next call reads the memo instead of the file
+    assert storage.content_digest(str(same)) == "remembered"
+
+
 def test_list_videos_local_and_memory(tmp_path: Path) -> None:
     (tmp_path / "cam1").mkdir()
     for name in ("b.mp4", "a.mp4", "notes.txt", "cam1/c.mp4"):

@@ -58,8 +58,9 @@ def test_hash_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ("random:yolo11n", "sam2", "unknown sam2 checkpoint"),
     ],
 )
-def test_bad_specs(spec: str, kind: str, match: str) -> None:
+def test_bad_specs(spec: str, kind: str, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unknown names and missing files are rejected with a message saying what is accepted."""
+    monkeypatch.setenv(checkpoints.CHECKPOINT_DIRS_ENV, "*")  # paths allowed: the file itself is what is missing
     with pytest.raises(CheckpointError, match=match):
         checkpoints.resolve(spec, kind)  # type: ignore[arg-type]
 

@@ -288,5 +288,32 @@ def test_cli_truncated_video_is_one_clear_error(tmp_path: Path) -> None:
     proc = _cli("run", str(cut), "--config", str(SMOKE), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(last) == 1 and str(cut) in last[0] and "truncated" in last[0] and "Unfinished" not in last[0]
+    assert len(last) == 1 and str(cut) in last[0] and "truncated" in last[0] and "Unfinished" not in last[0], (
+        proc.stderr[-3000:]
+    )
     assert not list((tmp_path / "out").rglob("_SUCCESS"))
+
+
+@pytest.mark.slow
+def test_rotated_recording_end_to_end(tmp_path: Path) -> None:
+    """A phone-style clip (stored 320x240, displayed rotated by 90°) gives masks, boxes and an annotated video in the
+    displayed 240x320 orientation, with every frame, and the manifest says so."""
+    from tests.synth import with_rotation
+
+    clip = with_rotation(write_clip(tmp_path / "flat.mp4", 32, squares=SQUARES), tmp_path / "upright.mp4", 90)
+    args = ["run", str(clip), "--config", str(SMOKE), "--out", str(tmp_path / "out")]
+    for s in [*SMALL_OVERRIDES, "chunking.length=24"]:
+        args += ["--set", s]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["probe"]["rotation"] == 90 and (manifest["probe"]["width"], manifest["probe"]["height"]) == (
+        240,
+        320,
+    )
+    rows = pq.read_table(run_dir / "masks.parquet").to_pylist()
+    assert rows and {(r["width"], r["height"]) for r in rows} == {(240, 320)}
+    assert all(0 <= r["bbox"][0] < r["bbox"][2] <= 240 and 0 <= r["bbox"][1] < r["bbox"][3] <= 320 for r in rows)
+    video = probe(str(run_dir / "annotated.mp4"))
+    assert (video.width, video.height, video.rotation, video.num_frames) == (240, 320, 0, 32)

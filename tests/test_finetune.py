@@ -50,7 +50,7 @@ def test_finetune_config_needs_prompts_and_detector() -> None:
         load_config(None, ["finetune.image_size=100"])
 
 
-def test_base_model_falls_back_to_the_yaml_offline() -> None:
+def test_base_model_falls_back_to_the_yaml_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     from sam2flow.finetune import base_model
     from sam2flow.io.checkpoints import CheckpointError
 
@@ -59,6 +59,9 @@ def test_base_model_falls_back_to_the_yaml_offline() -> None:
     assert base_model("yolo11n") == ("yolo11n.yaml", False)
     path, pretrained = base_model("random:yolo11n")
     assert path.endswith("yolo11n.pt") and pretrained is False
+    with pytest.raises(CheckpointError, match="folders the operator allows"):
+        base_model("/nonexistent/weights.pt")
+    monkeypatch.setenv("SAM2FLOW_CHECKPOINT_DIRS", "/nonexistent")
     with pytest.raises(CheckpointError, match="does not exist"):
         base_model("/nonexistent/weights.pt")
 
@@ -70,7 +73,9 @@ OTHER = Square((30, 200, 60), y=160, x0=280, speed=-1.2, size=32)
 
 
 @pytest.mark.slow
-def test_training_on_replayed_labels_finds_the_object_on_later_frames(tmp_path: Path) -> None:
+def test_training_on_replayed_labels_finds_the_object_on_later_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Labels for the first 120 frames come from the replay segmenter (exact masks); a YOLO11n trained from scratch
     on CPU must find the object on held-out later frames it never saw, at new positions."""
     from sam2flow.finetune import build_dataset, class_names, train_detector
@@ -115,6 +120,7 @@ def test_training_on_replayed_labels_finds_the_object_on_later_frames(tmp_path: 
     # A YOLO trained from scratch for 30 CPU epochs is under-confident: on one CPU its boxes fit the square at
     # IoU ~0.95 on every held-out frame with scores of 0.19-0.38, on another above 0.25; so this looks at scores
     # from 0.1 (its stray boxes score below 0.06). The boxes, not the calibration, are what this test checks.
+    monkeypatch.setenv("SAM2FLOW_CHECKPOINT_DIRS", str(tmp_path))  # the operator allows this folder's weights
     detector = YoloDetector(resolve(str(result.weights), "yolo"), "cpu", 0.1, 0.7, 160, None)
     assert detector.names == {0: "redsquare"}
     held_out = list(range(140, FRAMES, 3))

@@ -111,14 +111,14 @@ def prefect_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> I
         proc.wait(30)
 
 
-def _serve(api: str, config: Path, home: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _serve(api: str, config: Path, home: Path, source: Path, out: Path) -> tuple[subprocess.Popen[bytes], Path]:
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log = home / "serve.log"
+    args = ["serve", "--config", str(config), "--source", str(source), "--out", str(out)]
     with open(log, "wb") as f:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "sam2flow"), "serve", "--config", str(config)], env=env, cwd=ROOT,
-            stdout=f, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [str(VENV_BIN / "sam2flow"), *args], env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT
+        )
     return proc, log
 
 
@@ -135,7 +135,7 @@ def _run_archive(api: str, parameters: dict[str, Any]) -> tuple[Any, list[Any]]:
     return run, artifacts
 
 
-def _trigger_new_video(api: str, video: str, out: str, timeout: float = 300) -> Any:
+def _trigger_new_video(api: str, video: str, timeout: float = 300) -> Any:
     """Emit the new-video event and wait for the process_video run its trigger starts to finish."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -143,9 +143,9 @@ def _trigger_new_video(api: str, video: str, out: str, timeout: float = 300) -> 
 
     # From a process of its own, like an upload script: this test process's events client may already be bound
     # to the test harness's server.
-    code = "import sys; from sam2flow.flows.deployments import emit_new_video; emit_new_video(sys.argv[1], sys.argv[2])"
+    code = "import sys; from sam2flow.flows.deployments import emit_new_video; emit_new_video(sys.argv[1])"
     env = {**os.environ, "PREFECT_API_URL": api}
-    subprocess.run([sys.executable, "-c", code, video, out], env=env, cwd=ROOT, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code, video], env=env, cwd=ROOT, check=True, timeout=120)
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         only_video = DeploymentFilter(name=DeploymentFilterName(any_=["sam2flow-video"]))
         deadline = time.monotonic() + timeout
@@ -166,7 +166,7 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
     archive, cfg = make_archive(tmp_path)
     config_file = tmp_path / "cfg.json"  # JSON is YAML
     config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
-    serve, log = _serve(prefect_server, config_file, tmp_path)
+    serve, log = _serve(prefect_server, config_file, tmp_path, source=archive, out=tmp_path / "out")
     try:
         from prefect.client.orchestration import get_client
 
@@ -199,13 +199,24 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
         again, _ = _run_archive(prefect_server, params)
         assert "0 done, 2 skipped, 1 failed of 3" in (again.state.message or "")
 
-        # A new file announced by an event starts a process_video run through the deployment's trigger.
-        new_video = archive.parent / "new.mp4"
+        # A new file under the served source, announced by an event, starts a process_video run through the
+        # deployment's trigger; its results go to the served --out (an event cannot choose where to write).
+        new_video = archive / "incoming" / "new.mp4"
+        new_video.parent.mkdir()
         shutil.copy(archive / "a.mp4", new_video)
-        triggered = _trigger_new_video(prefect_server, str(new_video), str(tmp_path / "out-events"))
+        triggered = _trigger_new_video(prefect_server, str(new_video))
         assert triggered.state.is_completed(), triggered.state
         assert triggered.parameters["video"] == str(new_video)
-        assert list((tmp_path / "out-events").glob("new-*/_SUCCESS"))
+        assert list((tmp_path / "out").glob("new-*/_SUCCESS"))
+
+        # Parameters are untrusted: a run asked to write outside the served folders is refused, writing nothing.
+        from prefect.deployments import run_deployment
+
+        elsewhere = tmp_path / "elsewhere"
+        with temporary_settings({PREFECT_API_URL: prefect_server}):
+            params = {"video": str(archive / "a.mp4"), "out": str(elsewhere)}
+            refused = run_deployment("process_video/sam2flow-video", parameters=params, timeout=300)
+        assert refused.state.is_failed() and not elsewhere.exists()
     finally:
         serve.terminate()
         serve.wait(30)

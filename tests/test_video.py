@@ -80,3 +80,25 @@ def test_sample_command_writes_a_clip_with_moving_objects(tmp_path: Path) -> Non
         assert near[0].sum() > 50 and near[1].sum() > 50, f"object {colour} is visible"
         centres = [np.argwhere(m).mean(axis=0) for m in near]
         assert np.abs(centres[0] - centres[1]).max() > 5, f"object {colour} moves"
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_video_is_read_in_display_orientation(tmp_path: Path, degrees: int) -> None:
+    """A clip with rotation metadata probes at its displayed size, and every decoded and extracted frame is the
+    stored frame turned as a player shows it (not a scrambled buffer of the stored size)."""
+    from tests.synth import with_rotation
+
+    base = write_clip(tmp_path / "base.mp4", 6, width=160, height=96)
+    clip = with_rotation(base, tmp_path / f"r{degrees}.mp4", degrees)
+    info, stored = probe(str(clip)), probe(str(base))
+    turned = degrees in (90, 270)
+    assert info.rotation == degrees and stored.rotation == 0
+    assert (info.width, info.height) == ((96, 160) if turned else (160, 96))
+    frames = list(iter_frames(str(clip), info))
+    originals = list(iter_frames(str(base), stored))
+    assert len(frames) == 6
+    for got, want in zip(frames, originals):
+        assert np.array_equal(got, np.rot90(want, degrees // 90))
+    sub = plan_subsequences(6, 4, 2)[1]
+    extract_subsequence(str(clip), info, sub, tmp_path / "jpg")
+    assert Image.open(tmp_path / "jpg" / "00000.jpg").size == (info.width, info.height)

@@ -19,7 +19,8 @@ from typing import Literal
 
 import yaml
 
-from sam2flow.io import storage
+from sam2flow.errors import InputError
+from sam2flow.io import access, storage
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ RANDOM_PREFIX = "random:"
 DOWNLOAD_TIMEOUT_S = 15.0
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint cannot be found, downloaded or verified; the message says how to supply it."""
 
 
@@ -56,13 +57,13 @@ class ResolvedCheckpoint:
     random_weights: bool
     sha256: str
     verified: bool
-    """True when the file's sha256 matched a hash recorded in the manifest."""
+    """True when the file's sha256 matched a recorded one: the manifest's, or the one sam2flow recorded when it wrote
+    the file (random checkpoints, fine-tuned detectors)."""
 
 
 def cache_dir() -> Path:
-    """Where downloaded and generated checkpoints live (``SAM2FLOW_CACHE`` or ``~/.cache/sam2flow``)."""
-    root = os.environ.get("SAM2FLOW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sam2flow")
-    return Path(root) / "checkpoints"
+    """Where downloaded and generated checkpoints live (``SAM2FLOW_CACHE`` or ``~/.cache/sam2flow``, + checkpoints)."""
+    return storage.cache_root() / "checkpoints"
 
 
 def manifest_path() -> Path:
@@ -153,27 +154,88 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def resolve(spec: str, kind: Kind, make_random: RandomWriter | None = None) -> ResolvedCheckpoint:
+CHECKPOINT_DIRS_ENV = "SAM2FLOW_CHECKPOINT_DIRS"
+"""Folders or URI prefixes (separated by ``os.pathsep``; ``*`` for any) from which a checkpoint may be named by path
+or URI. An operator's setting: a run's config alone can only name checkpoints of the manifest."""
+
+
+def allowed_checkpoint_dirs() -> list[str]:
+    """The folders and URI prefixes from which checkpoints may be named by path (see `CHECKPOINT_DIRS_ENV`)."""
+    return [d for d in os.environ.get(CHECKPOINT_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+
+
+def _path_allowed(spec: str) -> bool:
+    return any(access.inside(spec, d) for d in allowed_checkpoint_dirs())
+
+
+def record_sha256(path: Path) -> str:
+    """Record the sha256 of a checkpoint sam2flow wrote itself, beside it (``<file>.sha256``); returns it."""
+    digest = storage.sha256_file(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    tmp = sidecar.with_name(f"{sidecar.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(digest + "\n")
+    tmp.replace(sidecar)
+    return digest
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    sidecar = path.with_name(path.name + ".sha256")
+    return sidecar.read_text().strip() if sidecar.is_file() else None
+
+
+def _random(spec: str, kind: Kind, make_random: RandomWriter | None) -> ResolvedCheckpoint:
+    entry = _entry(spec[len(RANDOM_PREFIX) :], kind)
+    path = cache_dir() / "random" / f"{entry.name}.pt"
+    with _exclusive(path):
+        if not path.exists():
+            if make_random is None:
+                raise CheckpointError(f"{spec} is not in the cache ({path}); run `sam2flow checkpoints random`")
+            make_random(entry.name, kind, entry.config, path)
+            record_sha256(path)
+    digest = storage.sha256_file(path)
+    if _recorded_sha256(path) != digest:
+        raise CheckpointError(
+            f"{spec} at {path} is not the file sam2flow wrote there (its sha256 {digest} does not match the one "
+            f"recorded in {path.name}.sha256): it is not loaded. Delete it and run `sam2flow checkpoints random`."
+        )
+    return ResolvedCheckpoint(spec, path, entry.config, True, digest, True)
+
+
+def _local_path(spec: str) -> Path:
+    if storage.is_remote(spec):
+        try:
+            return storage.localize(spec, cache_dir() / "remote")
+        except (OSError, ValueError, ImportError) as exc:
+            raise CheckpointError(
+                f"checkpoint {spec} could not be read ({exc}); check the URI and credentials"
+            ) from exc
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint file {path} does not exist; give an existing .pt file, a manifest name, or 'random:<name>'"
+        )
+    return path
+
+
+def resolve(
+    spec: str, kind: Kind, make_random: RandomWriter | None = None, expected_sha256: str | None = None
+) -> ResolvedCheckpoint:
     """Turn a checkpoint spec into a local, verified file.
 
     Args:
         spec: A manifest name, ``random:<name>``, a local path, or an fsspec URI.
         kind: ``"sam2"`` or ``"yolo"``.
         make_random: Writes a ``random:<name>`` checkpoint that is not in the cache yet (the models layer passes
-            it: see `sam2flow.models.weights.resolve`).
+            it: see `sam2flow.models.weights.resolve`). Its sha256 is recorded beside it and checked on every use.
+        expected_sha256: For a path or URI sam2flow wrote itself (a fine-tuned detector): the sha256 recorded when
+            it was written. Such a file may be read without the operator allowing its folder; any other path or URI
+            only from the folders the operator allows (`CHECKPOINT_DIRS_ENV`).
 
     Raises:
-        CheckpointError: Unknown name, missing file, failed download or hash mismatch.
+        CheckpointError: Unknown name, path not allowed, missing file, failed download or hash mismatch.
     """
     if spec.startswith(RANDOM_PREFIX):
-        entry = _entry(spec[len(RANDOM_PREFIX) :], kind)
-        path = cache_dir() / "random" / f"{entry.name}.pt"
-        with _exclusive(path):
-            if not path.exists():
-                if make_random is None:
-                    raise CheckpointError(f"{spec} is not in the cache ({path}); run `sam2flow checkpoints random`")
-                make_random(entry.name, kind, entry.config, path)
-        return ResolvedCheckpoint(spec, path, entry.config, True, storage.sha256_file(path), False)
+        return _random(spec, kind, make_random)
     if spec in load_manifest():
         entry = _entry(spec, kind)
         path = cache_dir() / Path(entry.url).name
@@ -182,17 +244,17 @@ def resolve(spec: str, kind: Kind, make_random: RandomWriter | None = None) -> R
                 _download(entry, path)
         digest, ok = _verify(path, entry.sha256, repr(entry.name))
         return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok)
-    if storage.is_remote(spec):
-        try:
-            path = storage.localize(spec, cache_dir() / "remote")
-        except (OSError, ValueError, ImportError) as exc:
-            raise CheckpointError(
-                f"checkpoint {spec} could not be read ({exc}); check the URI and credentials"
-            ) from exc
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise CheckpointError(
-                f"checkpoint file {path} does not exist; give an existing .pt file, a manifest name, or 'random:<name>'"
-            )
-    return ResolvedCheckpoint(spec, path, None, False, storage.sha256_file(path), False)
+    if expected_sha256 is None and not _path_allowed(spec):
+        raise CheckpointError(
+            f"checkpoint {spec!r} is neither a name from checkpoints/manifest.yaml nor 'random:<name>', and paths are "
+            f"only read from folders the operator allows: set {CHECKPOINT_DIRS_ENV}=<folder> in the environment "
+            "(or pass --checkpoint-dir to the command) to allow that folder"
+        )
+    path = _local_path(spec)
+    digest = storage.sha256_file(path)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise CheckpointError(
+            f"checkpoint {spec} has sha256 {digest}, not the {expected_sha256} recorded when sam2flow wrote it: it "
+            "was changed since, and is not loaded"
+        )
+    return ResolvedCheckpoint(spec, path, None, False, digest, expected_sha256 is not None)

@@ -91,17 +91,33 @@ def upload(local: Path, uri: str) -> None:
             dst.write(chunk)
 
 
-def content_digest(uri: str, sample: int = 16 << 20) -> str:
-    """Short sha256 digest of a file's size, first and last ``sample`` bytes (fast for very large videos)."""
+def cache_root() -> Path:
+    """sam2flow's cache folder (``SAM2FLOW_CACHE``, default ``~/.cache/sam2flow``): checkpoints, inputs, digests."""
+    return Path(os.environ.get("SAM2FLOW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sam2flow"))
+
+
+def content_digest(uri: str) -> str:
+    """sha256 of a file's whole content (local path or URI).
+
+    Reading a long video takes a while, so the digest is remembered under the cache, keyed by the file's URI and
+    what its filesystem says of it (size and modification time, or an object store's ETag): it is computed again
+    only when the file changes. An edit anywhere in the file, even one that keeps its size, changes the digest.
+    """
     fs, path = filesystem(uri)
-    size = int(fs.size(path))
-    h = hashlib.sha256(str(size).encode())
+    key = hashlib.sha256(f"{uri}|{fs.ukey(path)}".encode()).hexdigest()[:40]
+    memo = cache_root() / "digests" / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    h = hashlib.sha256()
     with fs.open(path, "rb") as f:
-        h.update(f.read(sample))
-        if size > sample:
-            f.seek(max(sample, size - sample))
-            h.update(f.read(sample))
-    return h.hexdigest()
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    digest = h.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f"{memo.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(digest + "\n")
+    tmp.replace(memo)
+    return digest
 
 
 def sha256_file(path: Path) -> str:

@@ -21,9 +21,10 @@ import ffmpeg
 import numpy as np
 
 from sam2flow.core.types import Subsequence
+from sam2flow.errors import InputError
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError, RuntimeError):
     """The input is not a readable video; the message names it and what to do."""
 
 
@@ -40,7 +41,12 @@ def require_binary(name: str) -> str:
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """What the pipeline needs to know about a video stream."""
+    """What the pipeline needs to know about a video stream.
+
+    Sizes are the displayed ones: a phone recording stored 1920x1080 with a 90° display rotation is 1080x1920 here,
+    and every frame sam2flow decodes (ffmpeg applies the rotation), every mask, box, prompt and zone, and the
+    annotated video are in that orientation.
+    """
 
     width: int
     height: int
@@ -50,6 +56,8 @@ class VideoProbe:
     duration: float
     codec: str
     constant_frame_rate: bool
+    rotation: int = 0
+    """Display rotation of the stored frames, degrees counter-clockwise (0, 90, 180 or 270), from the display matrix."""
 
     @property
     def fps_float(self) -> float:
@@ -100,15 +108,28 @@ def _probe(resolved: str, size: int, mtime_ns: int, path: str) -> VideoProbe:
         raise VideoError(f"input {path} has no frame rate; re-encode it with a constant frame rate")
     duration = float(s.get("duration") or info.get("format", {}).get("duration") or frames / float(Fraction(rate)))
     cfr = Fraction(avg_rate) > 0 and abs(float(Fraction(avg_rate)) - float(Fraction(r_rate))) < 1e-3
+    rotation = _rotation(s)
+    width, height = (
+        (int(s["height"]), int(s["width"])) if rotation in (90, 270) else (int(s["width"]), int(s["height"]))
+    )
     return VideoProbe(
-        width=int(s["width"]),
-        height=int(s["height"]),
+        width=width,
+        height=height,
         fps=str(Fraction(rate)),
         num_frames=frames,
         duration=duration,
         codec=str(s.get("codec_name", "")),
         constant_frame_rate=cfr,
+        rotation=rotation,
     )
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """The display rotation ffprobe reads from a stream's display matrix, as 0, 90, 180 or 270."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return round(float(side.get("rotation", 0)) / 90.0) % 4 * 90
+    return 0
 
 
 def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, jpeg_quality: int = 2) -> int:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from sam2flow.core.types import Detections
+from sam2flow.errors import InputError
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 
 
-class DetectorError(ValueError):
+class DetectorError(InputError, ValueError):
     """The detector configuration does not fit the model (e.g. an unknown class name)."""
 
 
@@ -28,9 +29,9 @@ class YoloDetector:
         classes: Sequence[int | str] | None,
         max_det: int = 300,
     ) -> None:
-        from ultralytics import YOLO
+        from sam2flow.models.weights import load_yolo
 
-        self.model = YOLO(str(checkpoint.path), task="detect")
+        self.model = load_yolo(checkpoint.path)
         self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
         self.device = device
         self.confidence = confidence

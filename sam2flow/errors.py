@@ -1,0 +1,23 @@
+"""Errors a user can fix (bad input, a bad checkpoint, no room to write) and which failures are worth retrying.
+
+Every such error names the input and says what to do. The command line prints it and exits 2; no task retries it,
+since the same input would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import errno
+
+PERMANENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENOENT}
+)
+"""OS errors that another attempt would meet again: no space, read-only, no permission, wrong kind of path."""
+
+
+class InputError(Exception):
+    """Bad input or settings: the message names what is wrong and what to do."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying the step that raised ``exc`` cannot help."""
+    return isinstance(exc, InputError) or (isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS)
