@@ -6,17 +6,62 @@ Prefect.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sam2flow.archive import VideoReport
 from sam2flow.config import PipelineConfig
+from sam2flow.errors import is_permanent
+
+
+class _NoTracebackForInputErrors(logging.Filter):
+    """Prefect logs every failed task and flow with its traceback; for bad input (which the command reports in one
+    line, and the Prefect UI shows as the run's message) the traceback only buries the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and is_permanent(record.exc_info[1]):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_input_errors() -> None:
+    """Attach `_NoTracebackForInputErrors` to the handlers Prefect configured (once)."""
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, _NoTracebackForInputErrors) for f in handler.filters):
+                handler.addFilter(_NoTracebackForInputErrors())
+
+
+def _start_temporary_server() -> None:
+    """Without ``PREFECT_API_URL``, start Prefect's temporary server now, one process at a time.
+
+    Every temporary server upgrades the one SQLite database under ``PREFECT_HOME`` when it starts; two runs started
+    together would race in that migration (and print the loser's traceback). A file lock makes them take turns.
+    """
+    import fcntl
+    from pathlib import Path
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    if PREFECT_API_URL.value():
+        return
+    home = Path(PREFECT_HOME.value())
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".sam2flow-server-start.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        SubprocessASGIServer().start()
 
 
 def run_video(video: str, out: str, config: PipelineConfig) -> str:
-    """Run `process_video` on one video (Prefect's ephemeral mode unless ``PREFECT_API_URL`` is set); returns the
+    """Run `process_video` on one video (Prefect's temporary server unless ``PREFECT_API_URL`` is set); returns the
     output folder."""
     from sam2flow.flows.process_video import process_video
 
+    _quiet_input_errors()
+    _start_temporary_server()
     return str(process_video(video=video, out=out, config=config))
 
 
@@ -32,6 +77,8 @@ def run_archive(source: str, out: str, pattern: str, config: PipelineConfig, max
     """Run `process_archive` over every matching video of ``source``."""
     from sam2flow.flows.process_archive import process_archive
 
+    _quiet_input_errors()
+    _start_temporary_server()
     state = process_archive(
         source=source, out=out, pattern=pattern, config=config, max_in_flight=max_in_flight, return_state=True
     )

@@ -21,7 +21,8 @@ SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "seconds", "out_dir", 
 
 
 def _run_video(video: str, out: str, config: PipelineConfig) -> str:
-    return str(process_video(video=video, out=out, config=config))
+    # Two copies of one video in an archive share an output folder: the second waits for the first, then reuses it.
+    return str(process_video(video=video, out=out, config=config, wait=True))
 
 
 @task(name="archive-video", cache_policy=NO_CACHE, task_run_name="video-{video}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -12,6 +12,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.exceptions import UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 from sam2flow.flows.finetune import finetune_detector
 from sam2flow.tasks.extract import extract_task
 from sam2flow.tasks.finalize import finalize_task
@@ -20,6 +21,7 @@ from sam2flow.tasks.render import render_piece_task, render_task
 from sam2flow.tasks.segment import segment_task
 from sam2flow.tasks.stitch import stitch_task
 
+from sam2flow import pipeline
 from sam2flow.archive import artifact_slug
 from sam2flow.config import PipelineConfig
 from sam2flow.finetune import finetuned_job
@@ -102,7 +104,18 @@ def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -
     log_prints=True,
     validate_parameters=True,
 )
-def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig()) -> str:
+def process_video(
+    video: str,
+    out: str,
+    config: PipelineConfig = PipelineConfig(),
+    wait: Annotated[
+        bool,
+        Field(
+            description="When another run is working on this video in the same output folder, wait for it to "
+            "finish instead of failing at once."
+        ),
+    ] = False,
+) -> str:
     """Segment and track every object of one video.
 
     With ``finetune.enabled``, the `finetune_detector` subflow first trains the detector on the first frames.
@@ -114,14 +127,24 @@ def process_video(video: str, out: str, config: PipelineConfig = PipelineConfig(
         video: Local path or fsspec URI of the input video.
         out: Local folder or fsspec URI; outputs go to ``out/<video_id>/``.
         config: The pipeline configuration.
+        wait: Wait for another run of this video into the same folder instead of failing (archive runs wait).
 
     Returns:
         The output folder ``out/<video_id>``.
     """
-    logger = get_run_logger()
     t0 = time.perf_counter()
     job = prepare_task(video, out, config)
-    prepare = PrepareSummary(round(time.perf_counter() - t0, 3))
+    try:
+        with pipeline.claim(job, wait=wait):  # one run at a time per output folder
+            return _process(job, config, PrepareSummary(round(time.perf_counter() - t0, 3)), t0)
+    except BaseException:
+        pipeline.discard_work(job)  # no frames or render pieces of a failed or stopped run are left behind
+        raise
+
+
+def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0: float) -> str:
+    """Everything after `prepare`: fine-tuning, segmentation with early render pieces, stitching, render, finalize."""
+    logger = get_run_logger()
     tuned = finetune_detector(job, config) if config.finetune.enabled else None
     if tuned is not None:
         job = finetuned_job(job, tuned)

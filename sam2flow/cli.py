@@ -93,29 +93,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (InputError, FileNotFoundError)
 
 
-def _preflight(video: str, cfg: PipelineConfig) -> None:
-    """Fail in seconds, before any flow starts, on a missing input or checkpoint."""
-    from sam2flow.io import storage
-    from sam2flow.io.video import probe
+def _preflight(video: str, out: str, cfg: PipelineConfig) -> None:
+    """Fail in seconds, before any flow starts: the input, its frame size, the device, room to work, checkpoints."""
+    from sam2flow import preflight
 
-    if not storage.exists(video):
-        _fail(f"input video {video} does not exist")
-    if not storage.is_remote(video):
-        probe(video)
-    _check_models(cfg)
-
-
-def _check_models(cfg: PipelineConfig) -> None:
-    """Resolve every checkpoint the config needs (download or generate it now), so a missing one fails first."""
-    from sam2flow.models import weights
-
-    weights.resolve(cfg.segmenter.checkpoint, "sam2")
-    if cfg.detector.enabled and not cfg.finetune.enabled:
-        weights.resolve(cfg.detector.model, "yolo")
-    if cfg.finetune.enabled:
-        from sam2flow.finetune import base_model
-
-        base_model(cfg.finetune.base_model)  # a missing file fails now; an unreachable pretrained name falls back
+    preflight.check_run(video, out, cfg)
+    preflight.check_models(cfg)
 
 
 @app.command()
@@ -137,10 +120,11 @@ def run(
     cfg = _load(config, set_)
     errors = _user_errors()
     try:
-        _preflight(video, cfg)
+        _preflight(video, out, cfg)
     except errors as exc:
         _fail(str(exc))
     _prefect_env()
+    from sam2flow.errors import describe, is_permanent
     from sam2flow.flows import launch
 
     t0 = time.perf_counter()
@@ -148,6 +132,10 @@ def run(
         out_dir = launch.run_video(video, out, cfg)
     except errors as exc:
         _fail(str(exc))
+    except OSError as exc:
+        if not is_permanent(exc):
+            raise
+        _fail(describe(exc))
     typer.secho(f"done in {time.perf_counter() - t0:.1f}s: {out_dir}", fg=typer.colors.GREEN)
 
 
@@ -174,9 +162,11 @@ def archive(
     _setup_logging(verbose)
     _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
+    from sam2flow import preflight
+
     try:
         videos = list_videos(source, pattern)
-        _check_models(cfg)
+        preflight.check_archive(out, cfg)
     except _user_errors() as exc:
         _fail(str(exc))
     if not videos:

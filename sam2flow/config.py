@@ -31,6 +31,12 @@ class VideoConfig(_Section):
         None, description="Process only the first N frames (all frames when empty). Outputs then cover N frames."
     )
     jpeg_quality: int = Field(2, ge=1, le=31, description="ffmpeg -q:v for extracted JPEGs (1 best, 31 worst).")
+    max_pixels: int = Field(
+        4096 * 2304,
+        ge=64 * 64,
+        description="Refuse videos whose frames have more pixels than this (memory grows with the frame size); "
+        "the default admits 4K.",
+    )
 
 
 class ChunkingConfig(_Section):
@@ -320,7 +326,7 @@ class PipelineConfig(_Section):
         digest where they are resolved (`sam2flow.pipeline.part_digest`).
         """
         relevant: dict[str, Any] = {
-            "video": self.video.model_dump(mode="json", exclude={"max_frames"}),
+            "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels"}),
             "chunking": self.chunking.model_dump(mode="json"),
             "prompts": [p.model_dump(mode="json") for p in self.prompts],
             "segmenter": self.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),

@@ -21,3 +21,19 @@ class InputError(Exception):
 def is_permanent(exc: BaseException) -> bool:
     """Whether retrying the step that raised ``exc`` cannot help."""
     return isinstance(exc, InputError) or (isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS)
+
+
+REMEDIES = {
+    errno.ENOSPC: "free some space there or choose a folder on another disk",
+    errno.EDQUOT: "free some space there or choose a folder on another disk",
+    errno.EROFS: "choose a writable folder",
+    errno.EACCES: "check the permissions, or choose another folder",
+    errno.EPERM: "check the permissions, or choose another folder",
+}
+
+
+def describe(exc: OSError) -> str:
+    """One line for people about an OS error: what happened, where, and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    remedy = REMEDIES.get(exc.errno or 0, "check the path")
+    return f"{exc.strerror or exc}{where}: {remedy}"

@@ -7,27 +7,28 @@ stitching in `stitch.py`, zone events in `events.py`, drawing in `io/render.py`,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from sam2flow import manifest
+from sam2flow import manifest, preflight
 from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
-from sam2flow.io import access, storage
+from sam2flow.io import lock, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.parquet import track_rows_from_table
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
 from sam2flow.io.video import concat_videos, extract_subsequence, probe
 from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id
-from sam2flow.models import weights
 from sam2flow.results import (
     ExtractResult,
     RenderPieceResult,
@@ -52,32 +53,26 @@ def part_digest(cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedChe
 
 
 def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
-    """Probe the input, plan subsequences, resolve checkpoints, and clear any earlier ``_SUCCESS``.
+    """Probe the input, plan subsequences and resolve checkpoints.
 
-    Fails fast (before any heavy work) on a missing or unreadable input or a missing checkpoint.
+    Fails fast (before any heavy work) on a missing or unreadable input or a missing checkpoint. A finished earlier
+    run in the same folder keeps its outputs and its ``_SUCCESS`` until this run is about to replace them (`stitch`),
+    so a run that fails before then leaves it as it was.
     """
-    access.check(video, access.INPUT_ROOTS_ENV, "input video")
-    access.check(out, access.OUTPUT_ROOTS_ENV, "output folder")
-    if storage.is_remote(video) and not storage.exists(video):
-        raise FileNotFoundError(f"input video {video} does not exist")
+    info = preflight.check_run(video, out, cfg)
     local = storage.localize(video, storage.cache_root() / "inputs")
-    info = probe(str(local))
+    if info is None:  # a remote video: probed once fetched
+        info = probe(str(local))
+        preflight.check_frame_size(video, info, cfg)
     num_frames = min(info.num_frames, cfg.video.max_frames or info.num_frames)
     plan = tuple(plan_subsequences(num_frames, cfg.chunking.length, cfg.chunking.overlap))
-    sam2 = weights.resolve(cfg.segmenter.checkpoint, "sam2")
-    # A fine-tuned detector replaces detector.model once it is trained (see sam2flow.finetune).
-    use_model = cfg.detector.enabled and not cfg.finetune.enabled
-    yolo = weights.resolve(cfg.detector.model, "yolo") if use_model else None
+    models = preflight.check_models(cfg)  # no detector model with fine-tuning: the trained one comes later
+    sam2, yolo = models.sam2, models.yolo
     video_id = make_video_id(video, storage.content_digest(str(local)))
     out_dir = storage.join(out, video_id)
     digest = part_digest(cfg, sam2, yolo)
     storage.makedirs(out_dir)
-    storage.remove(storage.join(out_dir, SUCCESS))
-    # Half-written part files of a killed run (never reused: only complete files have their final name).
-    fs, parts = storage.filesystem(storage.join(out_dir, "parts", digest))
-    for stale in fs.glob(f"{parts}/*.tmp-*"):
-        fs.rm(stale)
-    work = Path(cfg.output.work_dir or tempfile.gettempdir()) / "sam2flow-frames" / video_id / digest
+    work = _new_work_dir(preflight.work_dir_root(cfg) / video_id)
     job = VideoJob(video, str(local), video_id, out_dir, str(work), info, num_frames, plan, digest, sam2, yolo)
     if job.random_weights:
         log.warning("RANDOM WEIGHTS: %s uses randomly initialised models; masks are meaningless", video_id)
@@ -86,6 +81,48 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
         video_id, num_frames, info.width, info.height, info.fps, len(plan), cfg.chunking.length, cfg.chunking.overlap,
     )  # fmt: skip
     return job
+
+
+def _new_work_dir(parent: Path) -> Path:
+    """A work folder of this run's own (``<host>-<pid>-<random>``), after removing those of this machine's runs that
+    were killed (their process is gone): frames and render pieces are never shared between runs."""
+    host = platform.node()
+    for old in parent.glob(f"{host}-*-*") if parent.is_dir() else []:
+        pid = old.name.removeprefix(f"{host}-").split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return parent / f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claim(job: VideoJob, wait: bool = False) -> Iterator[None]:
+    """Hold the run's output folder for the block (see `sam2flow.io.lock`), first clearing what a killed run left.
+
+    Raises:
+        FolderBusyError: When another run holds the folder and ``wait`` is False.
+    """
+    with lock.hold(job.out_dir, wait=wait, what=job.video):
+        # Half-written files of a killed run (never reused: only complete files have their final name). Holding the
+        # folder, no other run can be writing them.
+        fs, folder = storage.filesystem(job.out_dir)
+        for stale in fs.glob(f"{folder}/parts/*/*.tmp-*") + fs.glob(f"{folder}/*.tmp-*"):
+            fs.rm(stale)
+        yield
+
+
+def discard_work(job: VideoJob) -> None:
+    """Remove a run's work folder (extracted frames, render pieces): after it fails or is stopped."""
+    shutil.rmtree(job.work_dir, ignore_errors=True)
 
 
 def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> ExtractResult:
@@ -161,8 +198,12 @@ def _parts(job: VideoJob) -> PartSet:
 
 
 def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
-    """Build masks.parquet and tracks.parquet (and, with zones, events.parquet) from the part files."""
+    """Build masks.parquet and tracks.parquet (and, with zones, events.parquet) from the part files.
+
+    This is where a run starts replacing the outputs of an earlier one, so the earlier ``_SUCCESS`` goes first.
+    """
     t0 = time.perf_counter()
+    storage.remove(job.output(SUCCESS))
     target = VideoTables(
         job.video_id,
         job.info.fps_float,

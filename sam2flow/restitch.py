@@ -6,7 +6,7 @@ import shutil
 
 from sam2flow import manifest, pipeline
 from sam2flow.config import ConfigError, with_overrides
-from sam2flow.io import storage
+from sam2flow.io import lock, storage
 from sam2flow.job import SUCCESS
 from sam2flow.results import RenderResult, StitchResult, from_json, to_json
 
@@ -21,6 +21,11 @@ def restitch(out_dir: str, overrides: list[str] | None = None, rerender: bool = 
         ConfigError: When an override would change the segmentation (the part files would no longer match).
         FileNotFoundError: When the folder has no manifest or a part file is missing.
     """
+    with lock.hold(out_dir.rstrip("/"), what="sam2flow stitch"):
+        return _restitch(out_dir, overrides, rerender)
+
+
+def _restitch(out_dir: str, overrides: list[str] | None, rerender: bool) -> StitchResult:
     job, old_cfg, recorded = manifest.load_job(out_dir)
     cfg = with_overrides(old_cfg, overrides)
     if cfg.digest() != old_cfg.digest():

@@ -21,19 +21,32 @@ if TYPE_CHECKING:
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.segmenter import Sam2Segmenter
 
+from sam2flow.errors import InputError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class DeviceError(InputError):
+    """The configured device does not exist on this machine."""
+
+
 def available_devices(device: str) -> list[str]:
-    """Devices to run segmentation on: every CUDA GPU for 'auto' (else the CPU), or exactly the one named."""
+    """Devices to run segmentation on: every CUDA GPU for 'auto' (else the CPU), or exactly the one named.
+
+    Raises:
+        DeviceError: When a CUDA device is named that this machine does not have.
+    """
     import torch
 
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device == "auto":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"runtime.device is {device!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    if device.startswith("cuda"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= count:
+            seen = f"{count} CUDA GPU(s) are visible" if count else "no CUDA GPU is visible"
+            raise DeviceError(f"runtime.device is {device!r} but {seen} here; use 'auto', 'cpu' or an existing GPU")
     return ["cuda:0" if device == "cuda" else device]
 
 

@@ -317,3 +317,75 @@ def test_rotated_recording_end_to_end(tmp_path: Path) -> None:
     assert all(0 <= r["bbox"][0] < r["bbox"][2] <= 240 and 0 <= r["bbox"][1] < r["bbox"][3] <= 320 for r in rows)
     video = probe(str(run_dir / "annotated.mp4"))
     assert (video.width, video.height, video.rotation, video.num_frames) == (240, 320, 0, 32)
+
+
+@pytest.mark.slow
+def test_failed_rerun_leaves_the_finished_run_alone(prefect_harness: None, tmp_path: Path) -> None:
+    """A later run with another config that fails before stitching leaves the finished run's outputs, manifest and
+    _SUCCESS exactly as they were."""
+    from sam2flow.flows.process_video import process_video
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=24, squares=SQUARES)
+    cfg = small_config("chunking.length=24", "render.enabled=false")
+    run_dir = Path(process_video(video=str(clip), out=str(tmp_path / "out"), config=cfg))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert "_SUCCESS" in before and "masks.parquet" in before
+    failing = small_config("chunking.length=20", "render.enabled=false", "runtime.device=cuda:7")  # no such GPU here
+    with pytest.raises(Exception, match="cuda"):
+        process_video(video=str(clip), out=str(tmp_path / "out"), config=failing)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def _run_cli_async(clip: Path, out: Path, *sets: str) -> subprocess.Popen[str]:
+    args = ["run", str(clip), "--config", str(SMOKE), "--out", str(out)]
+    for s in [*SMALL_OVERRIDES, *sets]:
+        args += ["--set", s]
+    return subprocess.Popen([sys.executable, "-m", "sam2flow.cli", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stagger", [False, True])
+def test_two_runs_into_one_folder_never_collide(tmp_path: Path, stagger: bool) -> None:
+    """Two `sam2flow run` of one video into one OUT, started together or one after the other has begun: each ends
+    with complete outputs or one clear refusal naming the folder's holder, never an error blaming the input."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=40, squares=SQUARES)
+    out = tmp_path / "out"
+    first = _run_cli_async(clip, out, "chunking.length=24")
+    if stagger:
+        deadline = time.time() + 120
+        while not list(out.glob("*/parts/*/*.parquet")) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+    second = _run_cli_async(clip, out, "chunking.length=24")
+    results = [(p.wait(timeout=600), p.stderr.read() if p.stderr else "") for p in (first, second)]
+    assert all(code in (0, 2) for code, _ in results), results
+    assert any(code == 0 for code, _ in results)
+    for code, err in results:
+        assert "readable video" not in err and "truncated" not in err
+        if code == 2:
+            assert "is in use by sam2flow run (pid" in err and "Traceback" not in err, err[-2000:]
+    if stagger:
+        assert results[1][0] == 2, "the second run finds the folder held"
+    (run_dir,) = out.iterdir()
+    check_outputs(run_dir, 40, clip)
+
+
+@pytest.mark.slow
+def test_identical_videos_in_one_archive_do_not_race(prefect_harness: None, tmp_path: Path) -> None:
+    """Two copies of one video at different paths of one archive share an output folder: the second waits for the
+    first and both end done, with one consistent set of outputs."""
+    import shutil
+
+    from sam2flow.flows.process_archive import process_archive
+
+    archive = tmp_path / "archive"
+    (archive / "cam2").mkdir(parents=True)
+    write_clip(archive / "a.mp4", frames=24, squares=SQUARES)
+    shutil.copy(archive / "a.mp4", archive / "cam2" / "a.mp4")
+    cfg = small_config("chunking.length=24", "render.enabled=false")
+    state = process_archive(source=str(archive), out=str(tmp_path / "out"), pattern="**/*.mp4", config=cfg,
+                            max_in_flight=2, return_state=True)  # fmt: skip
+    reports = state.result(raise_on_failure=False)
+    assert [r.status for r in reports] == ["done", "done"], [r.reason for r in reports]
+    assert reports[0].out_dir == reports[1].out_dir
+    assert (Path(str(reports[0].out_dir)) / "_SUCCESS").is_file()

@@ -14,15 +14,40 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from sam2flow.errors import InputError
+
 
 def is_remote(uri: str) -> bool:
     """Whether the URI names a non-local filesystem (``s3://``, ``memory://`` …)."""
     return "://" in uri and not uri.startswith("file://")
 
 
+class StorageError(InputError):
+    """A path or URI cannot be used: unknown scheme, missing driver, not a folder, read-only, or out of space."""
+
+
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+"""The pip extra of sam2flow that installs the driver of a storage scheme."""
+
+
 def filesystem(uri: str) -> tuple[Any, str]:
-    """The fsspec filesystem and the path inside it."""
-    fs, path = url_to_fs(uri)
+    """The fsspec filesystem and the path inside it.
+
+    Raises:
+        StorageError: For a scheme fsspec does not know, or whose driver is not installed.
+    """
+    try:
+        fs, path = url_to_fs(uri)
+    except ValueError as exc:
+        scheme = uri.split("://", 1)[0]
+        raise StorageError(
+            f"{uri}: unknown storage scheme {scheme!r}; give a local path or a URI such as s3://bucket/prefix"
+        ) from exc
+    except ImportError as exc:
+        scheme = uri.split("://", 1)[0]
+        extra = EXTRAS.get(scheme)
+        hint = f"pip install 'sam2flow[{extra}]'" if extra else "install the fsspec driver for it"
+        raise StorageError(f"{uri}: reading {scheme}:// needs a driver that is not installed ({exc}); {hint}") from exc
     return fs, str(path)
 
 
@@ -65,6 +90,12 @@ def atomic_open(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
         with fs.open(tmp, mode) as f:
             yield f
         fs.mv(tmp, path)
+    except OSError as exc:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        if exc.filename is None and exc.errno is not None:  # name the file people will look for in the message
+            raise OSError(exc.errno, exc.strerror or str(exc), uri) from exc
+        raise
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)

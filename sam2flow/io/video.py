@@ -22,6 +22,7 @@ import numpy as np
 
 from sam2flow.core.types import Subsequence
 from sam2flow.errors import InputError
+from sam2flow.io.storage import StorageError
 
 
 class VideoError(InputError, RuntimeError):
@@ -151,6 +152,11 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
         **{"frames:v": sub.length, "fps_mode": "passthrough", "q:v": jpeg_quality, "start_number": 0},
     )
     proc = subprocess.run(_command(stream), capture_output=True, text=True)
+    if proc.returncode != 0 and "No space left on device" in proc.stderr:
+        raise StorageError(
+            f"no space left in {out_dir} while extracting frames {sub.start}-{sub.stop - 1} of {video}: free some "
+            "space there, or set output.work_dir to a folder on a larger disk"
+        )
     if proc.returncode != 0:
         raise VideoError(
             f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: the file may be truncated or "

@@ -73,6 +73,11 @@ def resolve(spec: str, kind: Kind, expected_sha256: str | None = None) -> Resolv
             that is not a checkpoint or would run code.
     """
     ckpt = resolve_file(spec, kind, make_random=write_random_checkpoint, expected_sha256=expected_sha256)
+    if kind == "sam2" and ckpt.config is None:
+        raise CheckpointError(
+            f"segmenter.checkpoint {spec}: a SAM2 checkpoint named by path has no known model config; add it to "
+            "checkpoints/manifest.yaml (name, config, url, sha256) and name it there"
+        )
     check_safe(ckpt, kind)
     return ckpt
 
