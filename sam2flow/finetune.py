@@ -30,6 +30,7 @@ from sam2flow.io.parquet import read_table, rows_from_table
 from sam2flow.io.video import extract_subsequence
 from sam2flow.job import VideoJob
 from sam2flow.models import weights
+from sam2flow.models.detector import torch_threads_kept
 from sam2flow.results import FinetuneRecord, LabelResult, SegmentStats, from_json, to_json
 from sam2flow.runtime import WorkerSlot, pool_for, segmenter_on
 
@@ -196,22 +197,23 @@ def train_detector(
 
         model.add_callback("on_fit_epoch_end", on_epoch_end)
     shutil.rmtree(run_dir, ignore_errors=True)
-    model.train(
-        data=str(data_yaml),
-        epochs=ft.epochs,
-        patience=ft.patience,
-        imgsz=ft.image_size,
-        batch=ft.batch,
-        device=_device_arg(device),
-        workers=0,
-        seed=ft.seed,
-        deterministic=True,
-        plots=False,
-        project=str(run_dir.parent),
-        name=run_dir.name,
-        exist_ok=True,
-        verbose=False,
-    )
+    with torch_threads_kept():
+        model.train(
+            data=str(data_yaml),
+            epochs=ft.epochs,
+            patience=ft.patience,
+            imgsz=ft.image_size,
+            batch=ft.batch,
+            device=_device_arg(device),
+            workers=0,
+            seed=ft.seed,
+            deterministic=True,
+            plots=False,
+            project=str(run_dir.parent),
+            name=run_dir.name,
+            exist_ok=True,
+            verbose=False,
+        )
     trainer = model.trainer
     assert trainer is not None
     best = Path(trainer.best)

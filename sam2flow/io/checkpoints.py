@@ -196,7 +196,8 @@ def _random(spec: str, kind: Kind, make_random: RandomWriter | None) -> Resolved
     if _recorded_sha256(path) != digest:
         raise CheckpointError(
             f"{spec} at {path} is not the file sam2flow wrote there (its sha256 {digest} does not match the one "
-            f"recorded in {path.name}.sha256): it is not loaded. Delete it and run `sam2flow checkpoints random`."
+            f"recorded in {path.name}.sha256): it is not loaded. Write it again with "
+            "`sam2flow checkpoints random --force`."
         )
     return ResolvedCheckpoint(spec, path, entry.config, True, digest, True)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,30 @@ class DetectorError(InputError, ValueError):
     """The detector configuration does not fit the model (e.g. an unknown class name)."""
 
 
+@contextlib.contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Keep torch's CPU thread count across a block of Ultralytics code.
+
+    Ultralytics resets it (to cores - 1) whenever it selects a CPU device, e.g. on a model's first prediction or at
+    the start of training. Left alone, SAM2 on the same worker would run on fewer threads from then on, and, since
+    the thread count decides how CPU reductions are split, its masks would differ in the last bits from a run whose
+    history differed (a resumed run, the next video of an archive).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class YoloDetector:
-    """A YOLO detection model loaded once and used for every keyframe of a worker."""
+    """A YOLO detection model loaded once and used for every keyframe of a worker.
+
+    It is warmed up when built (Ultralytics sets up its predictor on the first call), so every real call runs the
+    same code with the worker's thread count, whatever the worker did before.
+    """
 
     def __init__(
         self,
@@ -39,20 +62,22 @@ class YoloDetector:
         self.image_size = image_size
         self.max_det = max_det
         self.class_ids = None if classes is None else resolve_classes(classes, self.names)
+        self(np.zeros((image_size, image_size, 3), np.uint8))
 
     def __call__(self, image: Path | np.ndarray) -> Detections:
         """Detect objects on one image (a file path or an RGB array)."""
         source = str(image) if isinstance(image, Path) else np.ascontiguousarray(image[..., ::-1])
-        result = self.model.predict(
-            source,
-            conf=self.confidence,
-            iou=self.nms_iou,
-            imgsz=self.image_size,
-            classes=self.class_ids,
-            max_det=self.max_det,
-            device=self.device,
-            verbose=False,
-        )[0]
+        with torch_threads_kept():
+            result = self.model.predict(
+                source,
+                conf=self.confidence,
+                iou=self.nms_iou,
+                imgsz=self.image_size,
+                classes=self.class_ids,
+                max_det=self.max_det,
+                device=self.device,
+                verbose=False,
+            )[0]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty()
