@@ -27,7 +27,7 @@ def anchor_of(row: TrackMaskRow, anchor: str) -> Point:
 
 
 def write_events(
-    masks_uri: str, events_uri: str, zones: ZonesConfig, video_id: str, fps: float, num_frames: int
+    masks_uri: str, events_uri: str, zones: ZonesConfig, video_id: str, times: np.ndarray, num_frames: int
 ) -> EventsResult:
     """Stream masks.parquet once, run one `ZoneTracker` per (track, zone), and write events.parquet atomically."""
     t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def write_events(
         {
             "video_id": [video_id] * len(found),
             "frame": [e.frame for e, _, _ in found],
-            "time": [e.frame / fps for e, _, _ in found],
+            "time": [float(times[e.frame]) for e, _, _ in found],
             "zone": [z for _, z, _ in found],
             "track_id": [t for _, _, t in found],
             "class_name": [classes[t] for _, _, t in found],

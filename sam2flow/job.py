@@ -12,7 +12,7 @@ from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.video import VideoProbe
 
-OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json")
+OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "timestamps.parquet", "annotated.mp4", "manifest.json")
 EVENTS = "events.parquet"  # only with zones
 SUCCESS = "_SUCCESS"
 
@@ -60,6 +60,11 @@ class VideoJob:
     def render_dir(self) -> Path:
         """Local folder of the annotated video's pieces (and of the track links they are drawn with)."""
         return Path(self.work_dir) / "render"
+
+    @property
+    def times_uri(self) -> str:
+        """timestamps.parquet: when each frame of the input is shown (written once per video id)."""
+        return self.output("timestamps.parquet")
 
     def output(self, name: str) -> str:
         """URI of a final output file."""

@@ -20,14 +20,16 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from sam2flow import manifest, preflight
 from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
 from sam2flow.io import lock, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
-from sam2flow.io.parquet import track_rows_from_table
+from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
-from sam2flow.io.video import concat_videos, extract_subsequence, probe
+from sam2flow.io.video import concat_videos, extract_subsequence, frame_times, probe
 from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id
 from sam2flow.results import (
     ExtractResult,
@@ -72,6 +74,9 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     out_dir = storage.join(out, video_id)
     digest = part_digest(cfg, sam2, yolo)
     storage.makedirs(out_dir)
+    times_uri = storage.join(out_dir, "timestamps.parquet")
+    if not storage.exists(times_uri):  # the same for every run of this video id: written once
+        write_times(times_uri, frame_times(str(local), info))
     work = _new_work_dir(preflight.work_dir_root(cfg) / video_id)
     job = VideoJob(video, str(local), video_id, out_dir, str(work), info, num_frames, plan, digest, sam2, yolo)
     if job.random_weights:
@@ -204,9 +209,10 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
     """
     t0 = time.perf_counter()
     storage.remove(job.output(SUCCESS))
+    times = _times(job)
     target = VideoTables(
         job.video_id,
-        job.info.fps_float,
+        times,
         job.output("masks.parquet"),
         job.output("tracks.parquet"),
         metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
@@ -220,13 +226,19 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         from sam2flow.events import write_events
 
         events = write_events(
-            job.output("masks.parquet"), job.output(EVENTS), cfg.zones, job.video_id, job.info.fps_float,
-            job.num_frames,
-        )  # fmt: skip
+            job.output("masks.parquet"), job.output(EVENTS), cfg.zones, job.video_id, times, job.num_frames
+        )
         log.info("%s: %d zone event(s) (%d enter, %d exit)", job.video_id, events.events, events.enters, events.exits)
     else:
         storage.remove(job.output(EVENTS))
     return replace(result, seconds=time.perf_counter() - t0, events=events)
+
+
+def _times(job: VideoJob) -> np.ndarray:
+    """When each frame is shown (from timestamps.parquet; ``frame / fps`` for runs made before it existed)."""
+    if storage.exists(job.times_uri):
+        return read_times(job.times_uri)
+    return np.arange(job.info.num_frames, dtype=np.float64) / job.info.fps_float
 
 
 def _overlay(job: VideoJob, cfg: PipelineConfig) -> Overlay:
@@ -254,7 +266,7 @@ def render_piece(job: VideoJob, index: int, cfg: PipelineConfig) -> RenderPieceR
     mp4, meta = _piece(job, index)
     mp4.parent.mkdir(parents=True, exist_ok=True)
     frames = parts.owned[index]
-    render_range(job.local_video, job.info, frames, rows, mp4, overlay)
+    render_range(job.local_video, job.info, frames, rows, mp4, overlay, _times(job))
     meta.write_text(json.dumps({"digest": rows_digest(rows, overlay), "frames": len(frames)}))
     return RenderPieceResult(index, len(frames), time.perf_counter() - t0)
 
@@ -267,6 +279,7 @@ def render(job: VideoJob, cfg: PipelineConfig) -> RenderResult:
         storage.remove(job.output("annotated.mp4"))
         return RenderResult(enabled=False)
     overlay = _overlay(job, cfg)
+    times = _times(job)
     pieces: list[Path] = []
     kept = 0
     owned = owned_ranges(list(job.plan))
@@ -278,7 +291,7 @@ def render(job: VideoJob, cfg: PipelineConfig) -> RenderResult:
             kept += 1
         else:
             mp4.parent.mkdir(parents=True, exist_ok=True)
-            render_range(job.local_video, job.info, frames, rows, mp4, overlay)
+            render_range(job.local_video, job.info, frames, rows, mp4, overlay, times)
             meta.write_text(json.dumps({"digest": digest, "frames": len(frames)}))
             log.info("render: piece %d/%d (frames %d-%d)", index + 1, len(owned), frames.start, frames.stop - 1)
         pieces.append(mp4)

@@ -86,11 +86,10 @@ def write_sample(path: Path, frames: int = 96, width: int = 960, height: int = 5
     floor = _background(width, height, rng)
     patches = [_texture(m.colour, max(8, int(m.size * height) * 2), rng) for m in _MOVERS]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with video_writer(path, width, height, str(fps)) as proc:
-        assert proc.stdin is not None
+    with video_writer(path, width, height) as writer:
         for i in range(frames):
             frame = floor.copy()
             for mover, patch in zip(_MOVERS, patches):
                 _draw(frame, mover, patch, i / fps)
-            proc.stdin.write(frame.tobytes())
+            writer.write(frame, i / fps)
     return path

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sam2flow.core.planning import overlap_frames, owned_ranges
 from sam2flow.core.stitching import (
@@ -73,7 +73,8 @@ class VideoTables:
     """Where the stitched tables of one video go, and what they are labelled with."""
 
     video_id: str
-    fps: float
+    times: np.ndarray
+    """When each frame of the video is shown, in seconds (indexed by frame): the ``time`` column."""
     masks_uri: str
     tracks_uri: str
     metadata: dict[str, str]
@@ -234,7 +235,7 @@ def _add_track_stats(t: pa.Table, stats: dict[TrackId, list[float]]) -> int:
 def _masks_table(t: pa.Table, target: VideoTables) -> pa.Table:
     columns = {name: t[name] for name in MASKS_SCHEMA.names if name in t.column_names}
     columns["video_id"] = pa.array([target.video_id] * t.num_rows)
-    columns["time"] = pc.divide(pc.cast(t["frame"], pa.float64()), target.fps)
+    columns["time"] = pa.array(target.times[t["frame"].to_numpy()], pa.float64())
     return table_from_columns(columns, MASKS_SCHEMA)
 
 

@@ -197,7 +197,8 @@ def run_scene(
         )
         parts.append(uri)
     masks = tmp / "masks.parquet"
-    target = VideoTables("synthetic", 24.0, str(masks), str(tmp / "tracks.parquet"), metadata={})
+    times = np.arange(frames, dtype=np.float64) / 24.0
+    target = VideoTables("synthetic", times, str(masks), str(tmp / "tracks.parquet"), metadata={})
     stitch_parts(PartSet(tuple(plan), tuple(parts), scene.height, scene.width), iou, target)
     return masks
 

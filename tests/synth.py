@@ -76,3 +76,15 @@ def with_rotation(source: Path, path: Path, degrees: int) -> Path:
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-c", "copy"]
     subprocess.run([*cmd, "-metadata:s:v:0", f"rotate={degrees}", str(path)], check=True)
     return path
+
+
+def write_vfr_clip(path: Path, times: list[float], width: int = 320, height: int = 240,
+                   squares: tuple[Square, ...] = ()) -> Path:  # fmt: skip
+    """A clip whose frame ``i`` (drawn by `draw_frame`) is shown at ``times[i]`` seconds: a variable frame rate, like
+    a phone recording that slowed down in the dark."""
+    from sam2flow.io.video import video_writer
+
+    with video_writer(path, width, height) as writer:
+        for i, t in enumerate(times):
+            writer.write(draw_frame(i, width, height, squares), t)
+    return path

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -420,3 +421,29 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> 
     first = segment("a", 0)
     segment("b", 1)
     assert first.num_rows > 0 and segment("a", 2).equals(first)
+
+
+@pytest.mark.slow
+def test_variable_frame_rate_end_to_end(tmp_path: Path) -> None:
+    """A variable-frame-rate recording keeps its timing: masks.parquet's time is each frame's presentation time,
+    timestamps.parquet lists them, and the annotated video shows every frame at the source's times (so it lasts
+    as long as the source, not frames / fps)."""
+    from sam2flow.io.video import frame_times
+    from tests.synth import write_vfr_clip
+
+    times = [i / 24 for i in range(12)] + [1.0 + i / 8 for i in range(12)] + [2.6 + i / 24 for i in range(8)]
+    clip = write_vfr_clip(tmp_path / "vfr.mp4", times, squares=SQUARES)
+    args = ["run", str(clip), "--config", str(SMOKE), "--out", str(tmp_path / "out")]
+    for s in [*SMALL_OVERRIDES, "chunking.length=24"]:
+        args += ["--set", s]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    rows = pq.read_table(run_dir / "masks.parquet").to_pylist()
+    assert rows and all(abs(r["time"] - times[r["frame"]]) < 1e-4 for r in rows)
+    stamps = pq.read_table(run_dir / "timestamps.parquet").to_pydict()
+    assert stamps["frame"] == list(range(len(times))) and np.allclose(stamps["time"], times, atol=1e-4)
+    video = run_dir / "annotated.mp4"
+    info = probe(str(video))
+    assert info.num_frames == len(times)
+    assert np.allclose(frame_times(str(video), info), times, atol=2e-3)

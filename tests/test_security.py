@@ -133,3 +133,22 @@ def test_the_safe_loaders_refuse_what_the_scan_refuses(tmp_path: Path, monkeypat
     broken.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         unsafe_names(broken, "sam2")
+
+
+def test_random_checkpoint_without_a_recorded_hash_is_written_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random: file with no recorded sha256 (from before hashes were recorded, or planted) is never loaded: it is
+    written again from the seeded config."""
+    import torch
+
+    from sam2flow.models.weights import resolve
+
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    evil = write_malicious_checkpoint(tmp_path / "cache" / "checkpoints" / "random" / "yolo11n.pt", marker)
+    ckpt = resolve("random:yolo11n", "yolo")
+    assert ckpt.path == evil and ckpt.verified and not marker.exists()
+    assert (evil.parent / "yolo11n.pt.sha256").read_text().strip() == ckpt.sha256
+    assert "model" in torch.load(evil, weights_only=False)  # now the real, seeded checkpoint
+    assert not marker.exists()

@@ -102,3 +102,20 @@ def test_rotated_video_is_read_in_display_orientation(tmp_path: Path, degrees: i
     sub = plan_subsequences(6, 4, 2)[1]
     extract_subsequence(str(clip), info, sub, tmp_path / "jpg")
     assert Image.open(tmp_path / "jpg" / "00000.jpg").size == (info.width, info.height)
+
+
+def test_variable_frame_rate_timestamps_are_read_from_the_stream(tmp_path: Path) -> None:
+    """A clip whose frames are not evenly spaced: every frame is decoded once and in order, and each frame's time is
+    its presentation time, not frame / fps."""
+    from sam2flow.io.video import frame_times
+    from tests.synth import write_vfr_clip
+
+    times = [0.0, 0.04, 0.08, 0.5, 0.54, 1.2, 1.24, 1.28, 1.9, 1.92]
+    clip = write_vfr_clip(tmp_path / "vfr.mp4", times)
+    info = probe(str(clip))
+    assert info.num_frames == len(times) and not info.constant_frame_rate
+    assert np.allclose(frame_times(str(clip), info), times, atol=1e-4)
+    assert [read_index(f) for f in iter_frames(str(clip), info)] == list(range(len(times)))
+    cfr = write_clip(tmp_path / "cfr.mp4", 30, fps=24)
+    cfr_info = probe(str(cfr))
+    assert np.array_equal(frame_times(str(cfr), cfr_info), np.arange(30) / 24)  # exactly frame / fps

@@ -83,7 +83,9 @@ def test_events_parquet_from_stitched_masks(tmp_path: Path) -> None:
 
     masks = run_scene(ZONE_SCENE, tmp_path, frames=64, length=32, overlap=16, every=16)
     cfg = load_config(None, [ZONE, "zones.hysteresis=2"])
-    result = write_events(str(masks), str(tmp_path / "events.parquet"), cfg.zones, "synthetic", 24.0, 64)
+    result = write_events(
+        str(masks), str(tmp_path / "events.parquet"), cfg.zones, "synthetic", np.arange(64) / 24.0, 64
+    )
     events = pq.read_table(tmp_path / "events.parquet").to_pylist()
     rows = pq.read_table(masks).to_pylist()
     red = {r["track_id"] for r in rows if r["frame"] == 0 and r["bbox"][1] == 20.0}
@@ -96,7 +98,7 @@ def test_events_parquet_from_stitched_masks(tmp_path: Path) -> None:
     assert (result.enters, result.exits, result.tracks_in_zones) == (1, 1, 1)
     # The centroid anchor agrees here (the square's centre crosses at the same frames).
     cfg_c = load_config(None, [ZONE, "zones.hysteresis=2", "zones.anchor=centroid"])
-    write_events(str(masks), str(tmp_path / "events_c.parquet"), cfg_c.zones, "synthetic", 24.0, 64)
+    write_events(str(masks), str(tmp_path / "events_c.parquet"), cfg_c.zones, "synthetic", np.arange(64) / 24.0, 64)
     centroid = pq.read_table(tmp_path / "events_c.parquet").to_pylist()
     assert [(e["frame"], e["event"]) for e in centroid] == [(25, "enter"), (46, "exit")]
 

@@ -187,6 +187,10 @@ def _random(spec: str, kind: Kind, make_random: RandomWriter | None) -> Resolved
     entry = _entry(spec[len(RANDOM_PREFIX) :], kind)
     path = cache_dir() / "random" / f"{entry.name}.pt"
     with _exclusive(path):
+        if path.exists() and _recorded_sha256(path) is None:
+            # Written before sam2flow recorded hashes (or put there by someone else): never loaded, written anew.
+            log.warning("%s at %s has no recorded sha256; writing it again", spec, path)
+            path.unlink()
         if not path.exists():
             if make_random is None:
                 raise CheckpointError(f"{spec} is not in the cache ({path}); run `sam2flow checkpoints random`")

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -81,6 +82,27 @@ EVENTS_SCHEMA = pa.schema(
     },
 )
 """Zone enter/exit events, sorted by (frame, zone, track_id)."""
+
+
+TIMESTAMPS_SCHEMA = pa.schema(
+    [pa.field("frame", pa.int64(), nullable=False), pa.field("time", pa.float64(), nullable=False)],
+    metadata={"sam2flow": "timestamps", "time": "seconds from the first frame (the stream's presentation times)"},
+)
+"""Every frame of the input video and when it is shown."""
+
+
+def write_times(uri: str, times: np.ndarray) -> None:
+    """Write timestamps.parquet (atomically)."""
+    table = pa.table({"frame": np.arange(len(times), dtype=np.int64), "time": times}, schema=TIMESTAMPS_SCHEMA)
+    with ParquetSink(uri, TIMESTAMPS_SCHEMA) as sink:
+        sink.write(table)
+
+
+def read_times(uri: str) -> np.ndarray:
+    """The presentation time of every frame, indexed by frame (float64 seconds)."""
+    table = read_table(uri, columns=["frame", "time"]).sort_by("frame")
+    times: np.ndarray = table["time"].to_numpy()
+    return times
 
 
 CARRIED_FROM = b"carried_from"

@@ -6,7 +6,7 @@ import colorsys
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,9 +116,11 @@ def render_range(
     rows: Iterable[TrackMaskRow],
     out_path: Path,
     overlay: Overlay,
+    times: Sequence[float] | np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Render source frames ``frames`` with the given mask rows (sorted by frame) into an H.264 file at the source fps.
+    """Render source frames ``frames`` with the given mask rows (sorted by frame) into an H.264 file, each frame at
+    its time in ``times`` (indexed by global frame; ``frame / fps`` when None), so the source's timing is kept.
 
     Pieces rendered this way for consecutive ranges join without re-encoding (`concat_videos`).
 
@@ -129,8 +131,7 @@ def render_range(
     pending = next(groups, None)
     written = 0
     zones = [(name, list(poly)) for name, poly in overlay.zones]
-    with video_writer(out_path, info.width, info.height, info.fps, crf=overlay.cfg.crf) as proc:
-        assert proc.stdin is not None
+    with video_writer(out_path, info.width, info.height, crf=overlay.cfg.crf) as writer:
         for i, frame in enumerate(iter_frames(video, info, max_frames=len(frames), start=frames.start)):
             g = frames.start + i
             drawn: list[TrackMaskRow] = []
@@ -144,7 +145,7 @@ def render_range(
             if overlay.banner:
                 out = out.copy() if out is frame else out
                 cv2.putText(out, overlay.banner, (8, info.height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 64, 64), 2)
-            proc.stdin.write(out.tobytes())
+            writer.write(out, float(times[g]) if times is not None else g / info.fps_float)
             written += 1
             if progress is not None and (written % 50 == 0 or written == len(frames)):
                 progress(written, len(frames))

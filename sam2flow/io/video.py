@@ -133,6 +133,32 @@ def _rotation(stream: dict[str, Any]) -> int:
     return 0
 
 
+def frame_times(path: str, info: VideoProbe) -> np.ndarray:
+    """Each frame's presentation time in seconds from the first frame, in display order (float64, one per frame).
+
+    Read from the stream's packet timestamps, so a variable frame rate is kept; a stream whose packets carry no
+    timestamps gets ``frame / fps``.
+
+    Raises:
+        VideoError: If ffprobe cannot read the file.
+    """
+    try:
+        data = ffmpeg.probe(
+            path,
+            cmd=require_binary("ffprobe"),
+            v="error",
+            select_streams="v:0",
+            show_entries="packet=pts:stream=time_base",
+        )
+    except ffmpeg.Error as exc:
+        raise VideoError(f"input {path} is not a readable video (its timestamps cannot be read)") from exc
+    base = Fraction(str(data["streams"][0].get("time_base", "0/1")))
+    pts = sorted(int(p["pts"]) for p in data.get("packets", []) if str(p.get("pts", "")).lstrip("-").isdigit())
+    if base <= 0 or len(pts) != info.num_frames:
+        return np.arange(info.num_frames, dtype=np.float64) / info.fps_float
+    return np.array([float((p - pts[0]) * base) for p in pts], dtype=np.float64)
+
+
 def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, jpeg_quality: int = 2) -> int:
     """Write the subsequence's frames to ``out_dir/00000.jpg …`` (local index = global frame - ``sub.start``).
 
@@ -229,30 +255,64 @@ def iter_frames(video: str, info: VideoProbe, max_frames: int | None = None, sta
         proc.wait()
 
 
-@contextmanager
-def video_writer(path: Path, width: int, height: int, fps: str, crf: int = 20) -> Iterator[subprocess.Popen[bytes]]:
-    """An ffmpeg process that encodes RGB frames written to its stdin as H.264 yuv420p with +faststart.
+class FrameWriter:
+    """Encodes RGB frames as H.264 (yuv420p), each at its own presentation time (so variable frame rates survive)."""
 
-    Odd sizes are padded by one pixel (yuv420p needs even sizes). The file is complete when the block exits cleanly.
+    TIME_BASE = Fraction(1, 90000)
+
+    def __init__(self, container: Any, stream: Any, width: int, height: int) -> None:
+        self.container, self.stream = container, stream
+        self.width, self.height = width, height
+        self.frames = 0
+
+    def write(self, frame: np.ndarray, time: float) -> None:
+        """Add one ``(height, width, 3)`` RGB frame shown at ``time`` seconds."""
+        import av
+
+        if frame.shape[:2] != (self.stream.height, self.stream.width):  # odd sizes: yuv420p needs even ones
+            pad = ((0, self.stream.height - frame.shape[0]), (0, self.stream.width - frame.shape[1]), (0, 0))
+            frame = np.pad(frame, pad)
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        out.pts = round(time / self.TIME_BASE)
+        out.time_base = self.TIME_BASE
+        for packet in self.stream.encode(out):
+            self.container.mux(packet)
+        self.frames += 1
+
+
+@contextmanager
+def video_writer(path: Path, width: int, height: int, crf: int = 20) -> Iterator[FrameWriter]:
+    """An H.264 encoder (x264, yuv420p) writing ``path``: an MPEG-TS piece for ``.ts`` (pieces join byte by byte,
+    see `concat_videos`), else a finished MP4 with ``+faststart``. Odd sizes are padded by one pixel. The file is
+    complete when the block exits cleanly.
+
+    Raises:
+        VideoError: If the encoder or the file fails.
     """
-    frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-    padded = frames.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
-    # MPEG-TS pieces can be joined byte by byte (see `concat_videos`); anything else is a finished MP4.
-    container = {"format": "mpegts"} if path.suffix == ".ts" else {"movflags": "+faststart"}
-    encode = {"c:v": "libx264", "preset": "veryfast", "crf": crf, "pix_fmt": "yuv420p", "r": fps}
-    stream = padded.output(str(path), fps_mode="passthrough", **encode, **container)
-    proc = subprocess.Popen(_command(stream), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    ok = False
+    import av
+
+    piece = path.suffix == ".ts"
     try:
-        yield proc
-        ok = True
+        container = av.open(
+            str(path), "w", format="mpegts" if piece else None, options={} if piece else {"movflags": "+faststart"}
+        )
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot write {path}: {exc}") from exc
+    try:
+        # No B-frames: every piece then starts without an encoder delay, so pieces joined byte by byte keep the
+        # source timing exactly (B-frames shift each piece by its own reordering delay).
+        stream = container.add_stream("libx264", options={"crf": str(crf), "preset": "veryfast", "bf": "0"})
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = FrameWriter.TIME_BASE
+        writer = FrameWriter(container, stream, width, height)
+        yield writer
+        for packet in stream.encode():
+            container.mux(packet)
+    except av.FFmpegError as exc:
+        raise VideoError(f"encoding {path} failed: {exc}") from exc
     finally:
-        assert proc.stdin is not None and proc.stderr is not None
-        proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace")
-        code = proc.wait()
-        if ok and code != 0:
-            raise VideoError(f"ffmpeg failed to encode {path}: {err.strip()}")
+        container.close()
 
 
 def concat_videos(parts: list[Path], out: Path) -> None:
