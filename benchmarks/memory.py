@@ -40,9 +40,8 @@ def _clip(path: Path, frames: int) -> Path:
 def run_flow(video: str, out: str) -> dict[str, float]:
     """One process_video run (ephemeral Prefect) with the smoke models: the random detector prompts one object in
     every subsequence."""
-    from sam2flow.flows.process_video import process_video
-
     from sam2flow.config import load_config
+    from sam2flow.flows.process_video import process_video
 
     cfg = load_config(
         ROOT / "configs" / "smoke.yaml",

@@ -129,10 +129,10 @@ def run_sam2flow(
     compile_model: bool = False,
 ) -> dict:
     from prefect import flow
-    from sam2flow.flows.process_video import process_video
 
     from sam2flow.config import PipelineConfig
     from sam2flow.core.planning import plan_subsequences
+    from sam2flow.flows.process_video import process_video
 
     @flow
     def warm_up() -> None:  # starts Prefect's temporary server outside the timed region

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prefect import flow, get_run_logger
-from sam2flow.tasks.finetune import finetune_label_task, finetune_train_task
 
 from sam2flow import finetune
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import FinetuneRecord
+from sam2flow.tasks.finetune import finetune_label_task, finetune_train_task
 
 
 @flow(name="finetune_detector", log_prints=True, validate_parameters=False)

@@ -91,6 +91,7 @@ def run_archive(source: str, out: str, pattern: str, config: PipelineConfig, max
 def serve(config: PipelineConfig, source: str | None, out: str | None, pattern: str, cron: str | None) -> None:
     """Serve the process_video and process_archive deployments from this machine until interrupted."""
     from prefect import serve as prefect_serve
+
     from sam2flow.flows.deployments import build_deployments
 
     deployments = build_deployments(config, source=source, out=out, pattern=pattern, cron=cron)

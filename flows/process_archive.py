@@ -12,10 +12,10 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
-from sam2flow.flows.process_video import process_video
 
 from sam2flow.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
 from sam2flow.config import PipelineConfig
+from sam2flow.flows.process_video import process_video
 
 SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "seconds", "out_dir", "reason")
 

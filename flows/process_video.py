@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 from uuid import UUID
 
@@ -13,18 +12,12 @@ from prefect.exceptions import UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
-from sam2flow.flows.finetune import finetune_detector
-from sam2flow.tasks.extract import extract_task
-from sam2flow.tasks.finalize import finalize_task
-from sam2flow.tasks.prepare import prepare_task
-from sam2flow.tasks.render import render_piece_task, render_task
-from sam2flow.tasks.segment import segment_task
-from sam2flow.tasks.stitch import stitch_task
 
 from sam2flow import pipeline
 from sam2flow.archive import artifact_slug
 from sam2flow.config import PipelineConfig
 from sam2flow.finetune import finetuned_job
+from sam2flow.flows.finetune import finetune_detector
 from sam2flow.job import VideoJob
 from sam2flow.results import (
     ExtractResult,
@@ -36,66 +29,86 @@ from sam2flow.results import (
     SegmentSummary,
 )
 from sam2flow.runtime import pool_for
+from sam2flow.tasks.extract import extract_task
+from sam2flow.tasks.finalize import finalize_task
+from sam2flow.tasks.prepare import prepare_task
+from sam2flow.tasks.render import render_piece_task, render_task
+from sam2flow.tasks.segment import segment_task
+from sam2flow.tasks.stitch import stitch_task
 
 
-@dataclass
-class _Fanout:
-    """The futures of one video's extraction, segmentation and early render tasks."""
+class _Schedule:
+    """Extraction, segmentation and render-piece tasks of one video, submitted a few at a time.
 
-    extracts: list[PrefectFuture[ExtractResult]] = field(default_factory=list)
-    segments: list[PrefectFuture[SegmentResult]] = field(default_factory=list)
-    pieces: list[PrefectFuture[RenderPieceResult]] = field(default_factory=list)
+    Only the subsequences the workers can take next are submitted (each submitted task holds a thread of the task
+    runner while it waits), so render pieces start as soon as their subsequences are done instead of queueing behind
+    the whole video, and what is kept per subsequence after it is done is a small result record.
+    """
+
+    def __init__(self, job: VideoJob, config: PipelineConfig) -> None:
+        self.job, self.config = job, config
+        rt = config.runtime
+        self.ahead = pool_for(rt).size + rt.extract_workers  # extracted-but-not-segmented subsequences at most
+        self.extracts: dict[int, PrefectFuture[ExtractResult]] = {}
+        self.segments: dict[int, PrefectFuture[SegmentResult]] = {}
+        self.pieces: list[PrefectFuture[RenderPieceResult]] = []
+        self.extracted: list[ExtractResult] = []
+        self.segmented: list[SegmentResult] = []
+        self.done: set[int] = set()
+        self.next_index = self.next_piece = 0
+
+    def fill(self) -> None:
+        """Submit the next subsequences, up to the lookahead."""
+        rt = self.config.runtime
+        while self.next_index < len(self.job.plan) and len(self.segments) < self.ahead:
+            i = self.next_index
+            before = self.extracts.get(i - rt.extract_workers)  # at most extract_workers extractions at once
+            ext = extract_task.submit(self.job, i, self.config, wait_for=[before] if before else [])  # type: ignore[call-overload]
+            after: list[PrefectFuture[Any]] = [ext]
+            if self.config.chunking.mode == "carry" and i - 1 in self.segments:
+                after.append(self.segments[i - 1])  # carry: each starts from the previous one's masks
+            self.extracts[i] = ext
+            self.segments[i] = segment_task.submit(self.job, i, self.config, wait_for=after)  # type: ignore[call-overload]
+            self.next_index += 1
+
+    def next_result(self) -> SegmentResult:
+        """Wait for the next segmentation to finish; on failure raise the cause (an extraction's own error first)."""
+        fut = next(iter(as_completed(list(self.segments.values()))))
+        index = next(i for i, f in self.segments.items() if f is fut)
+        try:
+            result = fut.result()
+        except UnfinishedRun:
+            self.extracts[index].result()  # raises the extraction's error (e.g. a truncated file), naming the input
+            raise
+        del self.segments[index]
+        self.extracted.append(self.extracts.pop(index).result())
+        self.segmented.append(result)
+        self.done.add(index)
+        return result
+
+    def draw_ready_pieces(self) -> None:
+        """Submit the render pieces whose subsequences and every earlier one are segmented (ids depend only on
+        earlier subsequences), and forget the pieces already drawn."""
+        self.pieces = [p for p in self.pieces if not p.state.is_final()]
+        while self.config.render.enabled and self.next_piece in self.done:
+            self.pieces.append(render_piece_task.submit(self.job, self.next_piece, self.config))
+            self.next_piece += 1
 
 
-def _result_or_cause(fut: PrefectFuture[SegmentResult], upstream: list[PrefectFuture[ExtractResult]]) -> SegmentResult:
-    """A segment task's result; when it never ran because an extraction failed, that extraction's own error."""
-    try:
-        return fut.result()
-    except UnfinishedRun:
-        for u in upstream:
-            if u.state.is_failed():
-                u.result()  # raises the extraction's error (e.g. a truncated file), which names the input
-        raise
-
-
-def _submit(job: VideoJob, config: PipelineConfig) -> _Fanout:
-    """Extraction a few steps ahead of segmentation, on this machine's workers."""
-    rt = config.runtime
-    ahead = pool_for(rt).size + rt.extract_workers  # extracted-but-not-segmented subsequences at most
-    fan = _Fanout()
-    for i in range(len(job.plan)):
-        wait: list[PrefectFuture[Any]] = []
-        if i >= rt.extract_workers:
-            wait.append(fan.extracts[i - rt.extract_workers])
-        if i >= ahead:
-            wait.append(fan.segments[i - ahead])
-        fan.extracts.append(extract_task.submit(job, i, config, wait_for=wait))  # type: ignore[call-overload]
-        # Carry mode: each subsequence starts from the previous one's masks, so they run one after another.
-        after = (
-            [fan.extracts[i], fan.segments[i - 1]] if config.chunking.mode == "carry" and i > 0 else [fan.extracts[i]]
-        )
-        fan.segments.append(segment_task.submit(job, i, config, wait_for=after))  # type: ignore[call-overload]
-    return fan
-
-
-def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -> tuple[list[SegmentResult], _Fanout]:
+def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -> _Schedule:
     """Segment every subsequence here, drawing each render piece as soon as the subsequences up to it are done."""
     logger = get_run_logger()
     n = len(job.plan)
     logger.info("%s: %d subsequence(s) on %d worker(s)", job.video_id, n, pool_for(config.runtime).size)
-    fan = _submit(job, config)
-    results: list[SegmentResult] = []
-    done: set[int] = set()
-    for k, fut in enumerate(as_completed(fan.segments), start=1):
-        result = _result_or_cause(fut, fan.extracts)
-        results.append(result)
-        done.add(result.index)
+    schedule = _Schedule(job, config)
+    schedule.fill()
+    for k in range(1, n + 1):
+        schedule.next_result()
+        schedule.fill()
         logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
         update_progress_artifact(progress_id, 100.0 * k / n)
-        # A piece can be drawn once every subsequence up to its own is segmented (ids depend only on earlier ones).
-        while config.render.enabled and len(fan.pieces) < n and len(fan.pieces) in done:
-            fan.pieces.append(render_piece_task.submit(job, len(fan.pieces), config))
-    return results, fan
+        schedule.draw_ready_pieces()
+    return schedule
 
 
 @flow(
@@ -158,14 +171,15 @@ def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0:
     if config.runtime.executor == "ray":
         from sam2flow.flows.segment_ray import ray_task_runner, segment_on_ray
 
-        seg_results, fan = segment_on_ray.with_options(task_runner=ray_task_runner(config))(job, config), _Fanout()
+        schedule = _Schedule(job, config)  # Ray tasks extract for themselves, and draw no early pieces
+        schedule.segmented = segment_on_ray.with_options(task_runner=ray_task_runner(config))(job, config)
         update_progress_artifact(progress_id, 100.0)
     else:
-        seg_results, fan = _segment_locally(job, config, progress_id)
-    extracted = [f.result() for f in fan.extracts]  # none with Ray: its tasks extract for themselves
-    segment = SegmentSummary.of(seg_results, time.perf_counter() - t1)
+        schedule = _segment_locally(job, config, progress_id)
+    extracted = schedule.extracted
+    segment = SegmentSummary.of(schedule.segmented, time.perf_counter() - t1)
     stitched = stitch_task(job, config)
-    for piece in fan.pieces:  # a piece that failed is simply drawn again by the final render
+    for piece in schedule.pieces:  # a piece that failed is simply drawn again by the final render
         piece.wait()
     stages = RunStages(
         prepare=prepare,

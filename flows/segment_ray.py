@@ -6,11 +6,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
-from sam2flow.tasks.segment_ray import segment_ray_task
 
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import SegmentResult
+from sam2flow.tasks.segment_ray import segment_ray_task
 
 
 def ray_task_runner(config: PipelineConfig) -> Any:

@@ -2,12 +2,12 @@
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sam2flow.tasks.retries import retry_unless_permanent
 
 from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import ExtractResult
+from sam2flow.tasks.retries import retry_unless_permanent
 
 
 @task(

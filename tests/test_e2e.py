@@ -144,6 +144,7 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
 def test_flow_on_real_clip(prefect_harness: None, shared_video: Path, tmp_path: Path) -> None:
     """A short real clip (the first 48 frames of bedroom.mp4), read from and written to fsspec URIs, runs end to end."""
     import fsspec
+
     from sam2flow.flows.process_video import process_video
 
     mem = fsspec.filesystem("memory")

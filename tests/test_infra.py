@@ -17,6 +17,7 @@ INFRA = Path(__file__).resolve().parents[1] / "infra"
 
 def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
     from prefect.client.schemas.schedules import CronSchedule
+
     from sam2flow.flows.deployments import NEW_VIDEO_EVENT
 
     spec = yaml.safe_load((INFRA / "prefect.yaml").read_text())
@@ -80,9 +81,8 @@ def test_compose_file() -> None:
 
 
 def test_deployments_carry_the_config_form() -> None:
-    from sam2flow.flows.deployments import build_deployments
-
     from sam2flow.config import PipelineConfig
+    from sam2flow.flows.deployments import build_deployments
 
     video, archive = build_deployments(PipelineConfig(), source="/data/in", out="/data/out", cron="0 2 * * *")
     assert archive.schedules and archive.schedules[0].schedule.cron == "0 2 * * *"
