@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,3 +63,16 @@ def run_child(module: str, func: str, *args: Any, profile: Path | None = None, *
         raise RuntimeError(f"{module}.{func} failed:\n{proc.stderr[-3000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     return dict(json.loads(line[len("RESULT ") :]))
+
+
+def tree_rss_mib(proc: psutil.Process) -> tuple[float, float]:
+    """Resident memory of a process and of it with all its descendants, in MiB."""
+    main = total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            rss = p.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+        total += rss
+        main = rss if p.pid == proc.pid else main
+    return main, total

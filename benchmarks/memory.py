@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from benchmarks.common import ROOT, bench_squares, peak_mib, run_child, squares_clip
+from benchmarks.common import ROOT, bench_squares, peak_mib, run_child, squares_clip, tree_rss_mib
 
 LENGTH = int(os.environ.get("SAM2FLOW_BENCH_LENGTH", "200"))
 
@@ -81,19 +81,6 @@ def _child(kind: str, video: str, work: str) -> dict[str, float]:
     return run_child("benchmarks.memory", f"run_{kind}", video, work)
 
 
-def _tree_rss_mib(proc: psutil.Process) -> tuple[float, float]:
-    """Resident memory of a process and of it with all its descendants, in MiB."""
-    main = total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            rss = p.memory_info().rss / 2**20
-        except psutil.Error:
-            continue
-        total += rss
-        main = rss if p.pid == proc.pid else main
-    return main, total
-
-
 def run_cli(video: str, work: str, interval: float = 0.1) -> dict[str, Any]:
     """`sam2flow run` with configs/smoke.yaml as a user types it; the process tree sampled every ``interval`` s."""
     out = Path(work) / "out"
@@ -105,7 +92,7 @@ def run_cli(video: str, work: str, interval: float = 0.1) -> dict[str, Any]:
     handle = psutil.Process(proc.pid)
     peak_main = peak_tree = 0.0
     while proc.poll() is None:
-        main, tree = _tree_rss_mib(handle)
+        main, tree = tree_rss_mib(handle)
         peak_main, peak_tree = max(peak_main, main), max(peak_tree, tree)
         time.sleep(interval)
     if proc.returncode != 0:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.exceptions import UnfinishedRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -19,6 +19,7 @@ from sam2flow.config import PipelineConfig
 from sam2flow.finetune import finetuned_job
 from sam2flow.flows.finetune import finetune_detector
 from sam2flow.job import VideoJob
+from sam2flow.report import report_markdown
 from sam2flow.results import (
     ExtractResult,
     ExtractSummary,
@@ -190,6 +191,11 @@ def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0:
         finetune=tuned,
     )
     out_dir = finalize_task(job, config, stages)
+    if config.report.enabled:
+        create_markdown_artifact(
+            markdown=report_markdown(out_dir), key=f"report-{artifact_slug(job.video_id)}",
+            description=f"sam2flow report: {job.video}",
+        )  # fmt: skip
     logger.info(
         "%s done in %.1fs: %d track(s), %d mask rows → %s",
         job.video_id, time.perf_counter() - t0, stitched.tracks, stitched.rows, out_dir,

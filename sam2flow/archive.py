@@ -11,7 +11,7 @@ from typing import Literal
 
 from sam2flow.config import PipelineConfig
 from sam2flow.io import access, storage
-from sam2flow.job import SUCCESS, make_video_id
+from sam2flow.job import REPORT_PAGE, SUCCESS, make_video_id
 from sam2flow.manifest import read_manifest
 
 Status = Literal["done", "skipped", "failed"]
@@ -97,6 +97,7 @@ def summary_markdown(report: VideoReport) -> str:
             f"- tracks: {report.tracks}",
             f"- frames: {report.frames}",
             f"- outputs: `{report.out_dir}` (masks.parquet, tracks.parquet, annotated.mp4, manifest.json)",
+            f"- report: `{report.out_dir}/{REPORT_PAGE}`",
         ]
     if report.reason:
         lines += ["", f"reason: {report.reason}"]

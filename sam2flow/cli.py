@@ -290,6 +290,64 @@ def evaluate(
         json_out.write_text(json.dumps(metrics, indent=2))
 
 
+def _track_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        _fail(f"--tracks {text!r}: give track ids separated by commas, e.g. --tracks 1,2,5")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[str, typer.Argument(help="The output folder of a finished run: OUT/<video_id>.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="coco | mot | davis | yolo-seg | cvat (see the README).")],
+    dest: Annotated[
+        str | None,
+        typer.Option("--dest", "-d", help="Folder or URI to write (default OUT/<video_id>/export/<format>)."),
+    ] = None,
+    frames: Annotated[
+        str | None, typer.Option("--frames", help="Frames a:b (b excluded; either side may be left out).")
+    ] = None,
+    tracks: Annotated[str | None, typer.Option("--tracks", help="Only these track ids, e.g. 1,2,5.")] = None,
+) -> None:
+    """Export a finished run's tracks for other tools: COCO JSON (RLE masks, track ids), MOTChallenge/MOTS text,
+    DAVIS indexed PNGs, an Ultralytics YOLO segmentation dataset, or CVAT for video 1.1 XML.
+
+    The export streams frame by frame and appears under its final name only when complete (export.json last).
+    """
+    from sam2flow.export import export_run
+
+    _setup_logging(False)
+    try:
+        r = export_run(run_dir, fmt, dest, frames, _track_list(tracks))
+    except _user_errors() as exc:
+        _fail(str(exc))
+    typer.secho(
+        f"{r.format}: {r.annotations} annotation(s) of {r.tracks} track(s) on {r.frames} frame(s), {r.files} file(s), "
+        f"{r.bytes / 1e6:.2f} MB in {r.seconds:.1f}s → {r.dest}",
+        fg=typer.colors.GREEN,
+    )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="The output folder of a finished run: OUT/<video_id>.")],
+) -> None:
+    """Rebuild OUT/<video_id>/report/ (timeline, charts, contact sheet, report.html) from the run's Parquet files,
+    without any model."""
+    from sam2flow.report import build_report
+
+    _setup_logging(False)
+    try:
+        r = build_report(run_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    typer.secho(f"report of {r.tracks} track(s) on {r.frames} frame(s) in {r.seconds:.1f}s → {r.path}",
+                fg=typer.colors.GREEN)  # fmt: skip
+
+
 @app.command()
 def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> None:
     """Print what ffprobe says about a video (frames, size, fps) as JSON."""

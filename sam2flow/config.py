@@ -245,6 +245,16 @@ class RenderConfig(_Section):
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality).")
 
 
+class ReportConfig(_Section):
+    """The per-video report (OUT/<video_id>/report/): charts, a contact sheet and report.html."""
+
+    enabled: bool = Field(True, description="Write the report when a video is done.")
+    contact_sheet_frames: int = Field(12, ge=1, le=64, description="Evenly spaced annotated frames on the sheet.")
+    max_tracks: int = Field(
+        60, ge=1, le=1000, description="The timeline and the track table show at most this many (longest) tracks."
+    )
+
+
 class OutputConfig(_Section):
     """Where intermediate files live and what is kept."""
 
@@ -298,6 +308,7 @@ class PipelineConfig(_Section):
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
     stitching: StitchingConfig = Field(default_factory=StitchingConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 

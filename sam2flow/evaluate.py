@@ -5,8 +5,8 @@ Ground truth formats:
 - DAVIS: a folder of indexed PNGs (``00000.png …``, one per frame, the number in the name is the frame index);
   pixel value 0 is background, 255 is "void" (ignored), any other value is an object id. Masks are compared by
   mask IoU, and J&F is reported.
-- MOT: a text file of ``frame,id,x,y,w,h[,…]`` lines (frames from 1, boxes in pixels). Boxes are compared with each
-  predicted mask's box by box IoU; J&F needs masks and is not reported.
+- MOT: a text file of ``frame,id,x,y,w,h[,…]`` lines (MOTChallenge: frames from 1, and the top-left pixel is
+  x = 1, y = 1). Boxes are compared with each predicted mask's box by box IoU; J&F needs masks and is not reported.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def load_davis(folder: Path) -> Objects:
 
 
 def load_mot(path: Path) -> Objects:
-    """MOT-style ``frame,id,x,y,w,h,…`` ground truth (frames from 1)."""
+    """MOT-style ``frame,id,x,y,w,h,…`` ground truth (frames and pixel coordinates from 1, as in MOTChallenge)."""
     ids: dict[int, list[int]] = defaultdict(list)
     boxes: dict[int, list[tuple[float, float, float, float]]] = defaultdict(list)
     with open(path, newline="") as f:
@@ -98,7 +98,7 @@ def load_mot(path: Path) -> Objects:
             except (ValueError, IndexError) as exc:
                 raise EvaluationError(f"{path}:{n}: expected frame,id,x,y,w,h — got {row!r}") from exc
             ids[frame - 1].append(oid)
-            boxes[frame - 1].append((x, y, x + w, y + h))
+            boxes[frame - 1].append((x - 1, y - 1, x - 1 + w, y - 1 + h))
     if not ids:
         raise EvaluationError(f"{path} has no MOT rows (frame,id,x,y,w,h)")
     return Objects(dict(ids), {}, dict(boxes), None)

@@ -14,6 +14,7 @@ from sam2flow.io.video import VideoProbe
 
 OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "timestamps.parquet", "annotated.mp4", "manifest.json")
 EVENTS = "events.parquet"  # only with zones
+REPORT_PAGE = "report/report.html"  # unless report.enabled is off
 SUCCESS = "_SUCCESS"
 
 

@@ -17,7 +17,7 @@ from sam2flow.core.types import Subsequence
 from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.video import VideoProbe
-from sam2flow.job import EVENTS, OUTPUT_FILES, SUCCESS, VideoJob
+from sam2flow.job import EVENTS, OUTPUT_FILES, REPORT_PAGE, SUCCESS, VideoJob
 
 MANIFEST = "manifest.json"
 
@@ -60,11 +60,13 @@ def _checkpoint_from_record(rec: dict[str, Any] | None) -> ResolvedCheckpoint | 
 
 def expected_outputs(job: VideoJob, cfg: PipelineConfig) -> dict[str, str]:
     """The output files a complete run of this config has, by name."""
-    names = [*OUTPUT_FILES, EVENTS]
+    names = [*OUTPUT_FILES, EVENTS, REPORT_PAGE]
     return {
         n: job.output(n)
         for n in names
-        if (n != "annotated.mp4" or cfg.render.enabled) and (n != EVENTS or cfg.zones.regions)
+        if (n != "annotated.mp4" or cfg.render.enabled)
+        and (n != EVENTS or cfg.zones.regions)
+        and (n != REPORT_PAGE or cfg.report.enabled)
     }
 
 

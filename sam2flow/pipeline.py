@@ -31,6 +31,7 @@ from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
 from sam2flow.io.video import concat_videos, extract_subsequence, frame_times, probe
 from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id
+from sam2flow.report import build_report
 from sam2flow.results import (
     ExtractResult,
     RenderPieceResult,
@@ -306,8 +307,11 @@ def render(job: VideoJob, cfg: PipelineConfig) -> RenderResult:
 
 
 def finalize(job: VideoJob, cfg: PipelineConfig, stages: RunStages) -> str:
-    """Write manifest.json, check the outputs exist, then write ``_SUCCESS`` last. Returns the output folder."""
+    """Write manifest.json and the report, check the outputs exist, then write ``_SUCCESS`` last. Returns the output
+    folder."""
     written = manifest.write_manifest(job, cfg, to_json(stages))
+    if cfg.report.enabled:
+        build_report(job.out_dir, complete=False)
     manifest.mark_complete(job, written["outputs"])
     if not cfg.output.keep_frames:
         shutil.rmtree(job.work_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from sam2flow import manifest, pipeline
 from sam2flow.config import ConfigError, with_overrides
 from sam2flow.io import lock, storage
 from sam2flow.job import SUCCESS
+from sam2flow.report import build_report
 from sam2flow.results import RenderResult, StitchResult, from_json, to_json
 
 
@@ -45,6 +46,8 @@ def _restitch(out_dir: str, overrides: list[str] | None, rerender: bool) -> Stit
             stages["render"] = {**to_json(earlier), "stale": True}
         stages["restitched"] = True
         written = manifest.write_manifest(job, cfg, stages)
+        if cfg.report.enabled:
+            build_report(out_dir, complete=False)
         manifest.mark_complete(job, written["outputs"])
     finally:
         shutil.rmtree(job.work_dir, ignore_errors=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything sam2flow needs on a fresh Debian/Ubuntu machine with Python 3.11:
-# the ffmpeg/ffprobe binaries, PostgreSQL (for the service test), a virtualenv in .venv, and the pinned dependencies (constraints.txt).
+# the ffmpeg/ffprobe binaries, PostgreSQL (for the service test), Chromium (for the report's browser test), a virtualenv in .venv, and the pinned dependencies (constraints.txt).
 # Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ apt_packages=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_packages+=(ffmpeg)
 # PostgreSQL backs the Prefect server in the service test (tests/test_server.py starts its own throwaway cluster).
 { command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; } || apt_packages+=(postgresql)
+# Chromium renders the HTML report in tests/test_report.py (driven by Playwright, pointed at this browser).
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_packages+=(chromium)
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), sys.version' \

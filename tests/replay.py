@@ -142,12 +142,12 @@ def write_davis(scene: Scene, frames: int, folder: Path) -> Path:
 
 
 def write_mot(scene: Scene, frames: int, path: Path) -> Path:
-    """Ground truth as MOT text (frame from 1, id, x, y, w, h)."""
+    """Ground truth as MOT text (frame from 1, id, x, y, w, h; x and y 1-based, as in MOTChallenge)."""
     with open(path, "w") as f:
         for t in range(frames):
             for i in scene.present(t):
                 x0, y0, x1, y1 = scene.box(i, t)
-                f.write(f"{t + 1},{i + 1},{x0},{y0},{x1 - x0},{y1 - y0},1,-1,-1,-1\n")
+                f.write(f"{t + 1},{i + 1},{x0 + 1},{y0 + 1},{x1 - x0},{y1 - y0},1,-1,-1,-1\n")
     return path
 
 
@@ -163,6 +163,7 @@ def run_scene(
     overrides: tuple[str, ...] = (),
     blind: frozenset[int] = frozenset(),
     noise: tuple[int, int, float] | None = None,
+    times: np.ndarray | None = None,
 ) -> Path:
     """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet.
 
@@ -197,7 +198,7 @@ def run_scene(
         )
         parts.append(uri)
     masks = tmp / "masks.parquet"
-    times = np.arange(frames, dtype=np.float64) / 24.0
+    times = np.arange(frames, dtype=np.float64) / 24.0 if times is None else times
     target = VideoTables("synthetic", times, str(masks), str(tmp / "tracks.parquet"), metadata={})
     stitch_parts(PartSet(tuple(plan), tuple(parts), scene.height, scene.width), iou, target)
     return masks
@@ -258,3 +259,44 @@ class NoisyReplaySegmenter(ReplaySegmenter):
     @contextmanager
     def session(self, frames_dir: Path) -> Iterator[ReplaySession]:
         yield NoisyReplaySession(self.scene, self.sub, *self.noise)
+
+
+def finished_run(scene: Scene, folder: Path, frames: int, zones: str | None = None) -> Path:
+    """A finished run's output folder made without models: the scene's clip, its masks segmented by the replay
+    doubles through the real driver and stitcher, timestamps, events (with ``zones``), a manifest and ``_SUCCESS``.
+
+    Frames are shown at irregular times (a variable frame rate), so time columns can be checked against them."""
+    import json
+
+    from sam2flow.config import load_config
+    from sam2flow.events import write_events
+    from sam2flow.io.parquet import write_times
+    from sam2flow.io.video import probe
+    from tests.synth import write_clip
+
+    run = folder / "run"
+    clip = write_clip(folder / "clip.mp4", frames, scene.width, scene.height, squares=scene.squares)
+    times = np.cumsum(np.where(np.arange(frames) % 2, 0.05, 0.03)) - 0.03
+    masks = run_scene(
+        scene, run, frames=frames, length=32, overlap=16, every=16, times=times, overrides=("segmenter.max_objects=8",)
+    )
+    for part in run.glob("part-*.parquet"):
+        part.unlink()
+    write_times(str(run / "timestamps.parquet"), times)
+    cfg = load_config(None, [zones] if zones else [])
+    if zones:
+        write_events(str(masks), str(run / "events.parquet"), cfg.zones, "synthetic", times, frames)
+    manifest = {
+        "video_id": "synthetic",
+        "input": str(clip),
+        "local_input": str(clip),
+        "probe": probe(str(clip)).to_dict(),
+        "frames_processed": frames,
+        "config": cfg.model_dump(mode="json"),
+        "random_weights": False,
+        "stages": {"segment": {"seconds": 1.5}, "stitch": {"seconds": 0.25}},
+        "wall_seconds": 2.0,
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "_SUCCESS").write_text("")
+    return run

@@ -94,8 +94,11 @@ def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_p
     assert len(runs) == 1 + 3, "one process_video subflow per video"
     table = [a for a in arts if a.key == "archive-summary"]
     assert len(table) == 1 and table[0].type == "table"
-    notes = [a for a in arts if a.type == "markdown"]
+    notes = [a for a in arts if a.type == "markdown" and a.key.startswith("video-")]
     assert len(notes) == 3 and any("**failed**" in str(a.data) for a in notes)
+    reports = [a for a in arts if a.type == "markdown" and a.key.startswith("report-")]
+    assert len(reports) == 2, "one report per finished video"
+    assert all("data:image/jpeg;base64," in str(a.data) and "report.html" in str(a.data) for a in reports)
     progress = [a for a in arts if a.type == "progress"]
     assert len(progress) == 2 and all(float(a.data) == 100.0 for a in progress)
 

@@ -43,7 +43,7 @@ def small_config(*extra: str) -> PipelineConfig:
 
 def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  # type: ignore[type-arg]
     """Every output exists and is consistent; returns the manifest."""
-    for name in ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json", "_SUCCESS"):
+    for name in ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json", "report/report.html", "_SUCCESS"):
         assert (out_dir / name).is_file(), name
     manifest = json.loads((out_dir / "manifest.json").read_text())
     src = probe(str(source))
@@ -96,6 +96,19 @@ def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  #
     return manifest
 
 
+def _report_artifact(video_id: str) -> str:
+    """The markdown of the newest report artifact of a video, read back through the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from sam2flow.archive import artifact_slug
+
+    with get_client(sync_client=True) as client:
+        key = f"report-{artifact_slug(video_id)}"
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1)
+    return str(artifact.data)
+
+
 @pytest.mark.slow
 def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path) -> None:
     """A synthetic clip runs end to end; running it again reuses every finished subsequence."""
@@ -111,6 +124,8 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     render = manifest["stages"]["render"]
     assert render["pieces"] == 2 and 1 <= render["pieces_kept"] <= 2
     masks_before = pq.read_table(Path(out) / "masks.parquet")
+    markdown = _report_artifact(Path(out).name)
+    assert "data:image/jpeg;base64," in markdown and f"{out}/report/report.html" in markdown
 
     out2 = process_video(video=str(clip), out=str(tmp_path / "out"), config=small_config("render.alpha=0.2"))
     assert out2 == out

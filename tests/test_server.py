@@ -191,7 +191,8 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
         rows = {Path(r["video"]).name: r for r in data}
         assert [rows[n]["status"] for n in ("a.mp4", "b.mp4", "c_corrupt.mp4")] == ["done", "done", "failed"]
         assert "readable video" in rows["c_corrupt.mp4"]["reason"]
-        assert sum(a.type == "markdown" for a in artifacts) == 3
+        assert sum(a.type == "markdown" and a.key.startswith("video-") for a in artifacts) == 3
+        assert sum(a.type == "markdown" and a.key.startswith("report-") for a in artifacts) == 2
         assert sum(a.type == "progress" for a in artifacts) == 2
         for name in ("a.mp4", "b.mp4"):
             assert (Path(rows[name]["out_dir"]) / "_SUCCESS").is_file()

@@ -16,30 +16,54 @@ from sam2flow.io import storage
 
 BBOX = pa.list_(pa.float32(), 4)
 
+UNITS = {
+    "frame": "frame index from 0",
+    "time": "s (seconds from the first frame, from the stream's timestamps)",
+    "first_frame": "frame index from 0",
+    "last_frame": "frame index from 0",
+    "num_frames": "frames",
+    "bbox": "px (x0, y0, x1, y1; x1 and y1 one past the last pixel)",
+    "area": "px",
+    "height": "px",
+    "width": "px",
+    "score": "probability in [0, 1]",
+    "mean_score": "probability in [0, 1]",
+    "x": "px",
+    "y": "px",
+}
+"""The unit of each numeric column, stored in every schema's field metadata (``unit``) and listed in the README."""
+
+
+def _f(name: str, kind: pa.DataType) -> pa.Field:
+    """A non-null field, with its unit in the field metadata when it has one."""
+    unit = UNITS.get(name)
+    return pa.field(name, kind, nullable=False, metadata={"unit": unit} if unit else None)
+
+
 _MASK_FIELDS = [
-    pa.field("class_id", pa.int32(), nullable=False),
-    pa.field("class_name", pa.string(), nullable=False),
-    pa.field("score", pa.float32(), nullable=False),
-    pa.field("bbox", BBOX, nullable=False),
-    pa.field("area", pa.int64(), nullable=False),
-    pa.field("height", pa.int32(), nullable=False),
-    pa.field("width", pa.int32(), nullable=False),
-    pa.field("rle", pa.string(), nullable=False),
+    _f("class_id", pa.int32()),
+    _f("class_name", pa.string()),
+    _f("score", pa.float32()),
+    _f("bbox", BBOX),
+    _f("area", pa.int64()),
+    _f("height", pa.int32()),
+    _f("width", pa.int32()),
+    _f("rle", pa.string()),
 ]
 """What every mask row carries, in part files and in masks.parquet alike."""
 
 PART_SCHEMA = pa.schema(
-    [pa.field("frame", pa.int64(), nullable=False), pa.field("obj_id", pa.int32(), nullable=False), *_MASK_FIELDS],
+    [_f("frame", pa.int64()), _f("obj_id", pa.int32()), *_MASK_FIELDS],
     metadata={"sam2flow": "part"},
 )
 """One subsequence's masks: one row per (global frame, local object)."""
 
 MASKS_SCHEMA = pa.schema(
     [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("frame", pa.int64(), nullable=False),
-        pa.field("time", pa.float64(), nullable=False),
-        pa.field("track_id", pa.int32(), nullable=False),
+        _f("video_id", pa.string()),
+        _f("frame", pa.int64()),
+        _f("time", pa.float64()),
+        _f("track_id", pa.int32()),
         *_MASK_FIELDS,
     ],
     metadata={"sam2flow": "masks", "bbox": "x0,y0,x1,y1 in source pixels", "rle": "COCO compressed counts"},
@@ -48,14 +72,14 @@ MASKS_SCHEMA = pa.schema(
 
 TRACKS_SCHEMA = pa.schema(
     [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("track_id", pa.int32(), nullable=False),
-        pa.field("class_id", pa.int32(), nullable=False),
-        pa.field("class_name", pa.string(), nullable=False),
-        pa.field("first_frame", pa.int64(), nullable=False),
-        pa.field("last_frame", pa.int64(), nullable=False),
-        pa.field("num_frames", pa.int64(), nullable=False),
-        pa.field("mean_score", pa.float32(), nullable=False),
+        _f("video_id", pa.string()),
+        _f("track_id", pa.int32()),
+        _f("class_id", pa.int32()),
+        _f("class_name", pa.string()),
+        _f("first_frame", pa.int64()),
+        _f("last_frame", pa.int64()),
+        _f("num_frames", pa.int64()),
+        _f("mean_score", pa.float32()),
     ],
     metadata={"sam2flow": "tracks"},
 )
@@ -63,16 +87,16 @@ TRACKS_SCHEMA = pa.schema(
 
 EVENTS_SCHEMA = pa.schema(
     [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("frame", pa.int64(), nullable=False),
-        pa.field("time", pa.float64(), nullable=False),
-        pa.field("zone", pa.string(), nullable=False),
-        pa.field("track_id", pa.int32(), nullable=False),
-        pa.field("class_name", pa.string(), nullable=False),
-        pa.field("event", pa.string(), nullable=False),
-        pa.field("cause", pa.string(), nullable=False),
-        pa.field("x", pa.float32(), nullable=False),
-        pa.field("y", pa.float32(), nullable=False),
+        _f("video_id", pa.string()),
+        _f("frame", pa.int64()),
+        _f("time", pa.float64()),
+        _f("zone", pa.string()),
+        _f("track_id", pa.int32()),
+        _f("class_name", pa.string()),
+        _f("event", pa.string()),
+        _f("cause", pa.string()),
+        _f("x", pa.float32()),
+        _f("y", pa.float32()),
     ],
     metadata={
         "sam2flow": "events",
@@ -85,7 +109,7 @@ EVENTS_SCHEMA = pa.schema(
 
 
 TIMESTAMPS_SCHEMA = pa.schema(
-    [pa.field("frame", pa.int64(), nullable=False), pa.field("time", pa.float64(), nullable=False)],
+    [_f("frame", pa.int64()), _f("time", pa.float64())],
     metadata={"sam2flow": "timestamps", "time": "seconds from the first frame (the stream's presentation times)"},
 )
 """Every frame of the input video and when it is shown."""
