@@ -327,19 +327,20 @@ class PipelineConfig(_Section):
                 )
         return self
 
-    def digest(self) -> str:
+    def digest(self, prompts: bool = True) -> str:
         """Short content digest of exactly the settings that decide segmentation results (it names part files).
 
         Left out, because no mask depends on them: how many frames are processed (each part file is named by its
         frame range), the detector's settings when it is off (and its model when fine-tuning replaces it),
         fine-tuning when it is off, where decoded frames are kept, and zones unless they filter prompts (otherwise
         they only decide events, which are rebuilt from the masks). The checkpoints' contents are added to the
-        digest where they are resolved (`sam2flow.pipeline.part_digest`).
+        digest where they are resolved (`sam2flow.pipeline.part_digest`). With ``prompts=False`` the manual prompts
+        are left out too: part files are keyed by the prompts inside each subsequence (`sam2flow.job.span_keys`).
         """
         relevant: dict[str, Any] = {
             "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels"}),
             "chunking": self.chunking.model_dump(mode="json"),
-            "prompts": [p.model_dump(mode="json") for p in self.prompts],
+            "prompts": [p.model_dump(mode="json") for p in self.prompts] if prompts else None,
             "segmenter": self.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),
             "detector": {"enabled": False},
         }
@@ -353,7 +354,7 @@ class PipelineConfig(_Section):
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -423,4 +424,4 @@ def _apply(data: dict[str, Any], overrides: list[str] | None, source: str) -> Pi
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from err
+        raise ConfigError(format_validation_error(err, source)) from err

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sam2flow.config import ManualPrompt
 from sam2flow.core.types import Subsequence
 from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
@@ -33,6 +37,11 @@ class VideoJob:
     config_digest: str
     sam2: ResolvedCheckpoint
     yolo: ResolvedCheckpoint | None
+    span_keys: tuple[str, ...] = ()
+    """Per subsequence, a digest of the manual prompts it holds (and, in carry mode, of those before it): part files
+    are named by it, so a prompt added on one frame re-segments only the subsequences that hold that frame."""
+    extra_prompts: tuple[ManualPrompt, ...] = ()
+    """Prompts from the run folder's corrections.yaml, segmented with the config's own."""
     started: float = field(default_factory=time.time)
 
     @property
@@ -43,7 +52,10 @@ class VideoJob:
     def part_uri(self, index: int) -> str:
         """Content-addressed part file of one subsequence (same config and input → same name)."""
         sub = self.plan[index]
-        return storage.join(self.out_dir, "parts", self.config_digest, f"{index:05d}_{sub.start}_{sub.stop}.parquet")
+        key = f"_{self.span_keys[index]}" if self.span_keys else ""
+        return storage.join(
+            self.out_dir, "parts", self.config_digest, f"{index:05d}_{sub.start}_{sub.stop}{key}.parquet"
+        )
 
     def part_uris(self) -> list[str]:
         """Every subsequence's part file, in plan order."""
@@ -70,6 +82,17 @@ class VideoJob:
     def output(self, name: str) -> str:
         """URI of a final output file."""
         return storage.join(self.out_dir, name)
+
+
+def span_keys(plan: Sequence[Subsequence], prompts: Sequence[ManualPrompt], carry: bool) -> tuple[str, ...]:
+    """Each subsequence's prompt key: the manual prompts on its frames, in order (in carry mode chained with the key
+    of the subsequence before, whose masks it continues)."""
+    keys: list[str] = []
+    for sub in plan:
+        inside = [p.model_dump(mode="json") for p in prompts if sub.contains(p.frame)]
+        chain = keys[-1] if carry and keys else ""
+        keys.append(hashlib.sha256(json.dumps([chain, inside], sort_keys=True).encode()).hexdigest()[:10])
+    return tuple(keys)
 
 
 def make_video_id(video: str, digest: str) -> str:

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sam2flow.config import PipelineConfig
+from sam2flow.config import ManualPrompt, PipelineConfig
 from sam2flow.core.types import Subsequence
 from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
@@ -81,6 +81,8 @@ def write_manifest(job: VideoJob, cfg: PipelineConfig, stages: dict[str, Any]) -
         "subsequences": [asdict(s) for s in job.plan],
         "config": cfg.model_dump(mode="json"),
         "config_digest": job.config_digest,
+        "span_keys": list(job.span_keys),
+        "correction_prompts": [p.model_dump(mode="json") for p in job.extra_prompts],
         "checkpoints": {"sam2": _checkpoint_record(job.sam2), "yolo": _checkpoint_record(job.yolo)},
         "random_weights": job.random_weights,
         "finetune": stages.get("finetune"),
@@ -139,6 +141,8 @@ def load_job(out_dir: str) -> tuple[VideoJob, PipelineConfig, dict[str, Any]]:
         num_frames=int(m["frames_processed"]),
         plan=tuple(Subsequence(**s) for s in m["subsequences"]),
         config_digest=m["config_digest"],
+        span_keys=tuple(m.get("span_keys") or ()),  # runs before per-subsequence keys have none
+        extra_prompts=tuple(ManualPrompt.model_validate(p) for p in m.get("correction_prompts") or ()),
         sam2=sam2,
         yolo=_checkpoint_from_record(m["checkpoints"]["yolo"]),
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2flow import manifest, preflight
+from sam2flow import corrections, manifest, preflight
 from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
 from sam2flow.io import lock, storage
@@ -30,7 +30,7 @@ from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
 from sam2flow.io.video import concat_videos, extract_subsequence, frame_times, probe
-from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id
+from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id, span_keys
 from sam2flow.report import build_report
 from sam2flow.results import (
     ExtractResult,
@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 
 def part_digest(cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedCheckpoint | None) -> str:
-    """What decides a run's part files: the segmentation settings and the content of the models that run."""
+    """The folder of a run's part files: the segmentation settings but the manual prompts, and the content of the
+    models that run (each file's name adds the prompts inside its subsequence, `span_keys`)."""
     models = f"{sam2.sha256}:{yolo.sha256 if yolo else '-'}"
-    return hashlib.sha256(f"{cfg.digest()}:{models}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}".encode()).hexdigest()[:16]
 
 
 def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
@@ -79,7 +80,13 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     if not storage.exists(times_uri):  # the same for every run of this video id: written once
         write_times(times_uri, frame_times(str(local), info))
     work = _new_work_dir(preflight.work_dir_root(cfg) / video_id)
-    job = VideoJob(video, str(local), video_id, out_dir, str(work), info, num_frames, plan, digest, sam2, yolo)
+    fixes = corrections.load(out_dir)
+    extra = tuple(fixes.prompts) if fixes else ()
+    if fixes is not None:
+        log.info("%s: applying %s (%d prompt(s))", video_id, corrections.FILE, len(extra))
+    keys = span_keys(plan, [*cfg.prompts, *extra], carry=cfg.chunking.mode == "carry")
+    job = VideoJob(video, str(local), video_id, out_dir, str(work), info, num_frames, plan, digest, sam2, yolo,
+                   span_keys=keys, extra_prompts=extra)  # fmt: skip
     if job.random_weights:
         log.warning("RANDOM WEIGHTS: %s uses randomly initialised models; masks are meaningless", video_id)
     log.info(
@@ -156,7 +163,7 @@ def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: Pipelin
         detector,
         job.frames_dir(index),
         sub,
-        SegmentSettings.from_config(cfg),
+        SegmentSettings.from_config(cfg, job.extra_prompts),
         job.part_uri(index),
         class_names=detector.names if detector else None,
         progress=progress,
@@ -218,7 +225,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         job.output("tracks.parquet"),
         metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
     )
-    result = stitch_parts(_parts(job), cfg.stitching.iou_threshold, target)
+    result = stitch_parts(_parts(job), cfg.stitching.iou_threshold, target, corrections.load(job.out_dir))
     log.info(
         "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
-from sam2flow import manifest, pipeline
+from sam2flow import corrections, manifest, pipeline
 from sam2flow.config import ConfigError, with_overrides
 from sam2flow.io import lock, storage
 from sam2flow.job import SUCCESS
 from sam2flow.report import build_report
 from sam2flow.results import RenderResult, StitchResult, from_json, to_json
+
+log = logging.getLogger(__name__)
 
 
 def restitch(out_dir: str, overrides: list[str] | None = None, rerender: bool = False) -> StitchResult:
@@ -33,6 +36,13 @@ def _restitch(out_dir: str, overrides: list[str] | None, rerender: bool) -> Stit
         raise ConfigError(
             "re-stitching can only change stitching.*, render.* and zone event settings (zones.*, unless "
             "zones.filter_prompts is on); run `sam2flow run` for the others"
+        )
+    fixes = corrections.load(out_dir)
+    if fixes is not None and tuple(fixes.prompts) != job.extra_prompts:
+        log.warning(
+            "%s holds prompts this run has not segmented: `sam2flow run` applies them (re-segmenting only the "
+            "subsequences they touch); merge, split, delete and classes are applied now",
+            corrections.FILE,
         )
     storage.remove(job.output(SUCCESS))
     stages = dict(recorded.get("stages", {}))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import BoolArray, Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
 from sam2flow.core.zones import Polygon, box_touches_polygon
-from sam2flow.io.parquet import ParquetSink, part_schema, part_table, read_table, rows_from_table
+from sam2flow.io.parquet import MANUAL_IDS, ParquetSink, part_schema, part_table, read_table, rows_from_table
 from sam2flow.results import SegmentStats
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,10 @@ class SegmentSettings:
     """When set, a detection prompts SAM2 only if its box touches one of these polygons."""
 
     @classmethod
-    def from_config(cls, cfg: PipelineConfig) -> SegmentSettings:
-        """The settings of a pipeline configuration."""
+    def from_config(cls, cfg: PipelineConfig, extra_prompts: Sequence[ManualPrompt] = ()) -> SegmentSettings:
+        """The settings of a pipeline configuration, with ``extra_prompts`` (corrections) after its own."""
         zones = tuple(z.polygon for z in cfg.zones.regions) if cfg.zones.filter_prompts else None
-        return cls(cfg.detector, tuple(cfg.prompts), cfg.segmenter.max_objects, zones)
+        return cls(cfg.detector, (*cfg.prompts, *extra_prompts), cfg.segmenter.max_objects, zones)
 
 
 class _TimedSession:
@@ -440,6 +441,9 @@ def segment_subsequence(
         for fm in session.propagate(done + 1, sub.length - 1):
             objects.emit(fm)
         objects.flush()
+        named = {int(o): int(key[3:]) for key, o in objects.manual_ids.items() if key.startswith("id:")}
+        if named:  # the stitcher keeps each named object one track through the video
+            sink.add_metadata(MANUAL_IDS, json.dumps(named))
     if progress is not None and objects.done < sub.length:
         progress(sub.length, sub.length)
     return SegmentStats(

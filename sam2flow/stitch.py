@@ -30,11 +30,13 @@ from sam2flow.core.stitching import (
     match_boundary,
 )
 from sam2flow.core.types import LocalObjId, Subsequence, TrackId
+from sam2flow.corrections import Corrections, TrackEdits
 from sam2flow.io.parquet import (
     MASKS_SCHEMA,
     TRACKS_SCHEMA,
     ParquetSink,
     read_carried_from,
+    read_manual_ids,
     read_table,
     table_from_columns,
 )
@@ -126,7 +128,8 @@ def link_next(parts: PartSet, prev: LinkState | None, iou_threshold: float) -> t
     index = 0 if prev is None else prev.index + 1
     matches = boundary_matches(parts, index, iou_threshold) if index > 0 else []
     first_seen, votes = owned_summary(parts, index)
-    return link_subsequence(prev, index, matches, first_seen, votes), len(matches)
+    named = {LocalObjId(o): n for o, n in read_manual_ids(parts.uris[index]).items()}
+    return link_subsequence(prev, index, matches, first_seen, votes, named), len(matches)
 
 
 def link_all(parts: PartSet, iou_threshold: float) -> Iterator[tuple[LinkState, int]]:
@@ -138,14 +141,24 @@ def link_all(parts: PartSet, iou_threshold: float) -> Iterator[tuple[LinkState, 
 
 
 def part_rows(
-    parts: PartSet, index: int, track_of: dict[LocalObjId, TrackId], classes: dict[TrackId, tuple[int, str]]
+    parts: PartSet,
+    index: int,
+    track_of: dict[LocalObjId, TrackId],
+    classes: dict[TrackId, tuple[int, str]],
+    edits: TrackEdits | None = None,
 ) -> pa.Table:
     """The output rows of the frames subsequence ``index`` owns, with the given track ids and classes, sorted by
-    (frame, track_id): masks.parquet's columns minus video_id and time.
+    (frame, track_id): masks.parquet's columns minus video_id and time. ``edits`` (corrections) change the ids.
     """
     t = parts.read(index, parts.owned[index])
     tids = [int(track_of[LocalObjId(o)]) for o in t["obj_id"].to_pylist()]
     t = t.append_column("track_id", pa.array(tids, pa.int32()))
+    if edits is not None:
+        t = t.sort_by([("frame", "ascending"), ("track_id", "ascending")])
+        keep, new = edits.apply(t["frame"].to_numpy(), t["track_id"].to_numpy(), t["score"].to_numpy())
+        t = t.take(pa.array(keep)).set_column(
+            t.schema.get_field_index("track_id"), "track_id", pa.array(new, pa.int32())
+        )
     t = t.sort_by([("frame", "ascending"), ("track_id", "ascending")])
     cls = [classes[TrackId(x)] for x in t["track_id"].to_pylist()]
     t = t.set_column(t.schema.get_field_index("class_id"), "class_id", pa.array([c[0] for c in cls], pa.int32()))
@@ -189,20 +202,24 @@ class LinkStore:
             return state
 
 
-def stitch_parts(parts: PartSet, iou_threshold: float, target: VideoTables) -> StitchResult:
+def stitch_parts(
+    parts: PartSet, iou_threshold: float, target: VideoTables, corrections: Corrections | None = None
+) -> StitchResult:
     """Match objects across boundaries, assign track ids and write the final tables.
 
     Every frame is taken from exactly one subsequence (`owned_ranges`), so masks.parquet has one row per
-    (frame, track). Each track's class is the class most of its rows carry (ties: smallest class id).
+    (frame, track). Each track's class is the class most of its rows carry (ties: smallest class id). The
+    model-free ``corrections`` (merge, split, delete, classes) are applied to the stitched tracks.
     """
     track_ofs: list[dict[LocalObjId, TrackId]] = []
     final_votes: dict[TrackId, ClassVotes] = {}
-    matches = 0
+    matches, next_track = 0, 1
     for state, n in link_all(parts, iou_threshold):
         track_ofs.append(state.track_of)
         final_votes.update(state.votes)  # a track's votes are complete in the last state that holds it
-        matches += n
-    classes = {t: majority(v) for t, v in final_votes.items()}
+        matches, next_track = matches + n, state.next_track
+    edits = TrackEdits(corrections, next_track) if corrections is not None and corrections.edits_tracks else None
+    classes = edits.classes(final_votes) if edits else {t: majority(v) for t, v in final_votes.items()}
     log.info("%d boundary match(es) over %d boundaries", matches, len(parts.plan) - 1)
     masks_schema, tracks_schema = (
         s.with_metadata({**(s.metadata or {}), **{k.encode(): v.encode() for k, v in target.metadata.items()}})
@@ -212,7 +229,7 @@ def stitch_parts(parts: PartSet, iou_threshold: float, target: VideoTables) -> S
     frames_with_masks = 0
     with ParquetSink(target.masks_uri, masks_schema) as sink:
         for index, track_of in enumerate(track_ofs):
-            t = part_rows(parts, index, track_of, classes)
+            t = part_rows(parts, index, track_of, classes, edits)
             if t.num_rows:
                 frames_with_masks += _add_track_stats(t, stats)
                 sink.write(_masks_table(t, target))

@@ -9,7 +9,7 @@ its local id, so renumbering local ids inside a subsequence changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -110,12 +110,15 @@ class LinkState:
             another subsequence owns has none, unless it continues a track).
         votes: Class votes of each track in ``track_of``, over every subsequence so far.
         next_track: The first unused track id.
+        named: The track of each object named by a manual prompt's ``obj_id`` so far (few: kept for the whole
+            video, so a named object keeps its track in every subsequence it is prompted in).
     """
 
     index: int
     track_of: dict[LocalObjId, TrackId]
     votes: dict[TrackId, ClassVotes]
     next_track: int
+    named: dict[int, TrackId] = field(default_factory=dict)
 
     def classes(self) -> dict[TrackId, tuple[int, str]]:
         """Each track's class so far: the one most of its rows carry (ties: smallest class id)."""
@@ -128,6 +131,7 @@ class LinkState:
             "track_of": [[int(o), int(t)] for o, t in self.track_of.items()],
             "votes": [[int(t), c, n, k] for t, v in self.votes.items() for (c, n), k in v.items()],
             "next_track": self.next_track,
+            "named": [[k, int(t)] for k, t in self.named.items()],
         }
 
     @classmethod
@@ -137,7 +141,8 @@ class LinkState:
         for t, c, n, k in data["votes"]:
             votes.setdefault(TrackId(int(t)), {})[(int(c), str(n))] = int(k)
         track_of = {LocalObjId(int(o)): TrackId(int(t)) for o, t in data["track_of"]}
-        return cls(int(data["index"]), track_of, votes, int(data["next_track"]))
+        named = {int(k): TrackId(int(t)) for k, t in data.get("named", [])}
+        return cls(int(data["index"]), track_of, votes, int(data["next_track"]), named)
 
 
 def majority(votes: Mapping[tuple[int, str], int]) -> tuple[int, str]:
@@ -151,6 +156,7 @@ def link_subsequence(
     matches: Iterable[PairMatch],
     first_seen: Mapping[LocalObjId, FirstSeen],
     votes: Mapping[LocalObjId, Mapping[tuple[int, str], int]],
+    named: Mapping[LocalObjId, int] | None = None,
 ) -> LinkState:
     """Give the objects of subsequence ``index`` their track ids, continuing ``prev`` (None for the first one).
 
@@ -166,6 +172,8 @@ def link_subsequence(
         matches: Its matches with the previous subsequence (left: previous, right: this one).
         first_seen: For each object present on the frames this subsequence owns, its first appearance there.
         votes: For each of those objects, its rows' class votes on those frames.
+        named: Objects that manual prompts name with an ``obj_id``: one named earlier keeps that track, whatever
+            the masks matched (a correction says which object it is).
     """
     track_of: dict[LocalObjId, TrackId] = {}
     if prev is not None:
@@ -173,11 +181,20 @@ def link_subsequence(
             track = prev.track_of.get(m.left[1])
             if track is not None:
                 track_of[m.right[1]] = track
+    known = dict(prev.named) if prev is not None else {}
+    for o, name in (named or {}).items():
+        track = known.get(name)
+        if track is not None:
+            track_of = {k: t for k, t in track_of.items() if t != track}  # no other object keeps that track
+            track_of[o] = track
     fresh = sorted((o for o in first_seen if o not in track_of), key=lambda o: first_seen[o])
     next_track = prev.next_track if prev is not None else 1
     for o in fresh:
         track_of[o] = TrackId(next_track)
         next_track += 1
+    for o, name in (named or {}).items():
+        if o in track_of:
+            known.setdefault(name, track_of[o])
     merged: dict[TrackId, ClassVotes] = {
         t: dict(prev.votes.get(t, {})) if prev is not None else {} for t in set(track_of.values())
     }
@@ -185,4 +202,4 @@ def link_subsequence(
         tally = merged[track_of[o]]
         for key, n in object_votes.items():
             tally[key] = tally.get(key, 0) + n
-    return LinkState(index, track_of, merged, next_track)
+    return LinkState(index, track_of, merged, next_track, known)

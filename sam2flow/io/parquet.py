@@ -149,6 +149,18 @@ def read_carried_from(uri: str) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(meta.get(CARRIED_FROM, b"{}")).items()}
 
 
+MANUAL_IDS = b"manual_objects"
+"""Part-file metadata key: JSON {local id: obj_id} for the objects that manual prompts with an ``obj_id`` describe."""
+
+
+def read_manual_ids(uri: str) -> dict[int, int]:
+    """The local objects of a part file that manual prompts named with an ``obj_id`` (empty when none)."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_metadata(f).metadata or {}
+    return {int(k): int(v) for k, v in json.loads(meta.get(MANUAL_IDS, b"{}")).items()}
+
+
 def part_table(rows: Sequence[MaskRow]) -> pa.Table:
     """Part-file rows as an Arrow table (pure)."""
     return pa.table(
@@ -217,6 +229,10 @@ class ParquetSink:
         self._ctx = storage.atomic_open(uri, "wb")
         self._file = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+
+    def add_metadata(self, key: bytes, value: str) -> None:
+        """Record a key in the file's metadata (written when the file is closed)."""
+        self._writer.add_key_value_metadata({key: value.encode()})
 
     def write(self, table: pa.Table) -> None:
         """Append a table (one row group) when it has rows."""
