@@ -349,6 +349,45 @@ def report(
 
 
 @app.command()
+def studio(
+    root: Annotated[
+        list[str],
+        typer.Option("--root", "-r", help="A folder (or URI prefix) the studio may read and write (repeatable)."),
+    ],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
+    checkpoint_dir: CheckpointDirOpt = None,
+) -> None:
+    """Prompt videos by pointing and review finished runs in the browser (http://HOST:PORT/).
+
+    The prompt page clicks objects (points, boxes) and draws zones on any frame, previews SAM2's masks with the
+    config's checkpoint, saves a config `sam2flow run --config` accepts and runs it. The review page plays a run's
+    tracks and saves corrections (merge, split, delete, class, points and boxes) to OUT/<video_id>/corrections.yaml.
+    Only files under the --root folders are served or written.
+    """
+    from sam2flow import preflight
+    from sam2flow import studio as studio_app
+    from sam2flow.studio.roots import Roots
+
+    _setup_logging(False)
+    _allow_checkpoint_dirs(checkpoint_dir)
+    cfg = _load(config, set_)
+    try:
+        Roots(root)
+        preflight.check_models(cfg)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    base = studio_app.base_data(config) if config is not None and not set_ else cfg.model_dump(mode="json")
+    typer.secho(f"sam2flow studio on http://{host}:{port}/ (roots: {', '.join(root)}); Ctrl-C stops it",
+                fg=typer.colors.GREEN)  # fmt: skip
+    studio_app.serve(root, cfg, base, host, port, cfg.runtime.device)
+
+
+@app.command()
 def probe(video: Annotated[str, typer.Argument(help="Local video file.")]) -> None:
     """Print what ffprobe says about a video (frames, size, fps) as JSON."""
     from sam2flow.io.video import VideoError

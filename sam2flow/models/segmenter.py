@@ -77,6 +77,20 @@ class Sam2Segmenter:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def inference(self) -> contextlib.ExitStack:
+        """Torch's inference mode (with bf16 autocast on CUDA), as every SAM2 call here runs."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(self._autocast())
+        return stack
+
+    def open_session(self, frames_dir: Path) -> Sam2Session:
+        """A session its caller keeps open (and closes with `Sam2Session.close`): the studio's preview keeps one
+        frame's image features this way and only re-runs the prompt decoder on each click. Call it, and the
+        session's methods, inside `inference`."""
+        state = self.predictor.init_state(str(frames_dir), offload_video_to_cpu=self.offload_video_to_cpu)
+        return Sam2Session(self, state)
+
     @contextlib.contextmanager
     def session(self, frames_dir: Path) -> Iterator[Sam2Session]:
         """Track objects through the JPEG folder ``frames_dir`` (``00000.jpg …``), all in one inference state."""
@@ -116,6 +130,14 @@ class Sam2Session:
             self._state, frame_idx=prompt.frame, obj_id=int(prompt.local_id), points=points, labels=labels, box=box
         )
         return self._frame_masks(frame, obj_ids, logits)
+
+    def reset(self) -> None:
+        """Forget every object and prompt; the frames' image features stay cached."""
+        self._pred.reset_state(self._state)
+
+    def close(self) -> None:
+        """Release the inference state (`Sam2Segmenter.open_session`)."""
+        self._state.clear()
 
     def remove(self, obj_id: LocalObjId) -> None:
         """Forget an object (used when its first mask turns out to repeat a tracked one)."""

@@ -1,0 +1,276 @@
+"""`sam2flow studio`: every API endpoint (with refusals outside the roots), and both pages in a real headless
+browser. Models are the smoke config's random SAM2 at 256 px; the reviewed run is a real process_video run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sam2flow.config import load_config
+from sam2flow.core import rle
+from tests.synth import Square, read_index, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+SQUARES = (
+    Square((230, 40, 40), y=60, x0=20, speed=2.0, size=50),
+    Square((40, 200, 60), y=150, x0=250, speed=-2.0, size=40),
+)
+BASE = ["chunking.length=32", "chunking.overlap=16", "detector.enabled=false"]  # Save replaces the prompts
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("studio")
+    write_clip(folder / "clip.mp4", frames=48, squares=SQUARES)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished(client, root: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A run started from the studio: Save a config with two boxed objects, then Run it (`sam2flow run`)."""
+    boxes = [[20, 60, 70, 110], [250, 150, 290, 190]]
+    prompts = [
+        {"frame": 0, "obj_id": i + 1, "box": b, "class_name": c}
+        for i, (b, c) in enumerate(zip(boxes, ["red", "green"]))
+    ]
+    saved = client.post(
+        "/api/save",
+        json={"video": str(root / "clip.mp4"), "dest": str(root / "run.yaml"), "prompts": prompts, "zones": []},
+    )
+    assert saved.status_code == 200, saved.text
+    started = client.post(
+        "/api/run", json={"video": str(root / "clip.mp4"), "config": str(root / "run.yaml"), "out": str(root / "out")}
+    )
+    run_id = started.json()["id"]
+    deadline = time.time() + 600
+    while (status := client.get(f"/api/run/{run_id}").json())["status"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    assert status["status"] == "done", status["log_tail"]
+    (run,) = (root / "out").iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def client(root: Path):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from sam2flow.studio.app import create_app
+
+    return TestClient(create_app([str(root)], load_config(SMOKE, BASE)))
+
+
+def test_pages_and_listing(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    for page in ("/", "/prompt", "/review"):
+        r = client.get(page)
+        assert r.status_code == 200 and "sam2flow studio" in r.text
+    listing = client.get("/api/list").json()
+    assert str(root / "clip.mp4") in listing["videos"] and listing["roots"] == [str(root.resolve())]
+
+
+def test_frames_are_the_frames_the_pipeline_reads(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    info = client.get("/api/video", params={"path": str(root / "clip.mp4")}).json()
+    assert (info["width"], info["height"], info["num_frames"]) == (320, 240, 48)
+    for f in (0, 17, 47):
+        r = client.get("/api/frame", params={"path": str(root / "clip.mp4"), "frame": f})
+        image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        assert r.headers["content-type"] == "image/jpeg" and read_index(image) == f
+    r = client.get("/api/frame", params={"path": str(root / "clip.mp4"), "frame": 48})
+    assert r.status_code == 400 and "outside the video" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "payload"),
+    [
+        ("get", "/api/video", {"path": "/etc/passwd"}),
+        ("get", "/api/frame", {"path": "/etc/hostname", "frame": 0}),
+        ("get", "/api/video", {"path": "ROOT/../outside.mp4"}),
+        ("post", "/api/save", {"video": "ROOT/clip.mp4", "dest": "/tmp/elsewhere.yaml"}),
+        ("post", "/api/preview", {"path": "/etc/passwd", "frame": 0}),
+        ("post", "/api/run", {"video": "ROOT/clip.mp4", "config": "ROOT/c.yaml", "out": "/tmp/out-elsewhere"}),
+        ("get", "/api/runinfo", {"path": "/tmp"}),
+        ("get", "/api/runframe", {"path": "/", "frame": 0}),
+        ("get", "/api/hit", {"path": "/", "frame": 0, "x": 1, "y": 1}),
+        ("post", "/api/corrections", {"path": "/tmp", "corrections": {}}),
+        ("post", "/api/apply", {"path": "/tmp"}),
+    ],
+)
+def test_paths_outside_the_roots_are_refused(client, root: Path, method: str, url: str, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    data = {k: v.replace("ROOT", str(root)) if isinstance(v, str) else v for k, v in payload.items()}
+    r = client.get(url, params=data) if method == "get" else client.post(url, json=data)
+    assert r.status_code == 403 and "outside the studio's roots" in r.json()["detail"]
+
+
+def test_preview_segments_the_prompted_object(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    body = {
+        "path": str(root / "clip.mp4"),
+        "frame": 5,
+        "objects": [{"box": [30, 60, 80, 110]}, {"points": [[270, 170]], "labels": [1]}],
+    }
+    client.post("/api/preview", json=body)  # the first call loads the model
+    r = client.post("/api/preview", json=body).json()
+    assert len(r["masks"]) == 2 and r["overlay"].startswith("data:image/png;base64,")
+    assert rle.decode(r["masks"][0], r["height"], r["width"]).shape == (240, 320)
+    assert 0 < r["seconds"] < 30
+
+
+def test_save_writes_a_config_run_accepts(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    prompts = [{"frame": 3, "obj_id": 1, "points": [[10.5, 20.25]], "labels": [1], "box": None, "class_name": "red"}]
+    zones = [{"name": "door", "polygon": [[0, 0], [100, 0], [100, 80]]}]
+    dest = root / "cfg" / "clip.yaml"
+    r = client.post(
+        "/api/save", json={"video": str(root / "clip.mp4"), "dest": str(dest), "prompts": prompts, "zones": zones}
+    )
+    assert r.status_code == 200, r.text
+    cfg = load_config(dest)
+    assert cfg.prompts[0].points == [(10.5, 20.25)] and cfg.zones.regions[0].name == "door"
+    bad = client.post(
+        "/api/save", json={"video": str(root / "clip.mp4"), "dest": str(dest), "prompts": [{"frame": 1}], "zones": []}
+    )
+    assert bad.status_code == 400 and "points or a box" in bad.json()["detail"]
+    assert client.get("/api/run/nope").status_code == 400
+
+
+def test_review_api(client, finished: Path) -> None:  # type: ignore[no-untyped-def]
+    info = client.get("/api/runinfo", params={"path": str(finished)}).json()
+    assert info["frames"] == 48 and len(info["tracks"]) == 2
+    rows = [r for r in pq.read_table(finished / "masks.parquet").to_pylist() if r["frame"] == 5]
+    top = rows[-1]  # the highest track id on the frame: on top where masks overlap
+    ys, xs = np.nonzero(rle.decode(top["rle"], top["height"], top["width"]))
+    where = {"path": str(finished), "frame": 5, "x": float(xs[0]), "y": float(ys[0])}
+    assert client.get("/api/hit", params=where).json()["track_id"] == top["track_id"]
+    frame = client.get("/api/runframe", params={"path": str(finished), "frame": 10})
+    assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+    bad = client.post("/api/corrections", json={"path": str(finished), "corrections": {"merge": [[1]]}})
+    assert bad.status_code == 400 and "merge" in bad.json()["detail"]
+
+
+class _Server:
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser_page(root: Path) -> Iterator[tuple[str, object]]:
+    if CHROMIUM is None and not os.environ.get("CI"):
+        pytest.skip("no chromium (scripts/setup.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    from sam2flow.studio.app import create_app
+
+    app = create_app([str(root)], load_config(SMOKE, BASE))
+    with _Server(app) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield url, page
+        browser.close()
+
+
+def _not_blank(path: Path, name: str) -> bool:
+    """Whether a screenshot shows something; with $SAM2FLOW_SCREENSHOTS set (e.g. to docs), a small JPEG of it is
+    kept there under ``name`` (the README's pictures are made this way)."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    keep = os.environ.get("SAM2FLOW_SCREENSHOTS")
+    if keep:
+        small = image.crop((0, 0, image.width, min(image.height, 820)))
+        small.thumbnail((1000, 1000))
+        small.save(Path(keep) / name, quality=70, optimize=True)
+    shot = np.asarray(image)
+    return bool(shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 200)
+
+
+def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/prompt?video={root / 'clip.mp4'}")
+    page.wait_for_selector("canvas[data-ready='1']")
+    box = page.locator("canvas").bounding_box()
+    scale = box["width"] / 320  # the canvas is shown scaled: clicks are mapped back to source pixels
+    assert abs(scale - 1) > 0.2, "the test clicks on a scaled display"
+
+    def at(dx: float, dy: float) -> tuple[int, int]:  # a whole page pixel (mouse events report whole pixels)
+        return round(box["x"] + dx), round(box["y"] + dy)
+
+    def source(dx: float, dy: float) -> list[float]:
+        x, y = at(dx, dy)
+        return [(x - box["x"]) / scale, (y - box["y"]) / scale]
+
+    page.mouse.click(*at(100, 80))
+    page.check("input[value=neg]")
+    page.mouse.click(*at(150, 90))
+    page.check("input[value=box]")
+    page.mouse.move(*at(200, 100))
+    page.mouse.down()
+    page.mouse.move(*at(260, 160), steps=5)
+    page.mouse.up()
+    page.check("input[value=zone]")
+    corners = ((10, 10), (300, 10), (300, 200))
+    for dx, dy in corners:
+        page.mouse.click(*at(dx, dy))
+    page.fill("#zoneName", "door")
+    page.click("#closeZone")
+    page.click("#preview")
+    page.wait_for_selector("canvas[data-previewed='1']", timeout=60_000)
+    page.click("#save")
+    page.wait_for_function("document.getElementById('yaml').textContent.length > 0")
+    page.screenshot(path=str(tmp_path / "prompt.png"), full_page=True)
+    saved = yaml.safe_load((root / "clip.studio.yaml").read_text())
+    (p,) = saved["prompts"]
+    assert p["points"] == [pytest.approx(source(100, 80), abs=0.01), pytest.approx(source(150, 90), abs=0.01)]
+    assert p["labels"] == [1, 0]
+    assert p["box"] == pytest.approx([*source(200, 100), *source(260, 160)], abs=0.01)
+    (zone,) = saved["zones"]["regions"]
+    assert zone["name"] == "door"
+    assert zone["polygon"] == [pytest.approx(source(dx, dy), abs=0.01) for dx, dy in corners]
+    load_config(root / "clip.studio.yaml")  # `sam2flow run --config` accepts it unchanged
+    assert errors == [] and _not_blank(tmp_path / "prompt.png", "studio-prompt.jpg")
+
+
+def test_review_page_merges_two_tracks(browser_page, finished: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, page = browser_page
+    before = pq.read_table(finished / "tracks.parquet").to_pylist()
+    assert len(before) == 2
+    frames = {r["frame"] for r in pq.read_table(finished / "masks.parquet").to_pylist()}
+    page.goto(f"{url}/review?run={finished}")
+    page.wait_for_selector("canvas[data-ready='1']")
+    page.check("#tracks input[value='1']")
+    page.check("#tracks input[value='2']")
+    page.click("#merge")
+    page.click("#apply")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('applied')", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+    after = pq.read_table(finished / "tracks.parquet").to_pylist()
+    assert [t["track_id"] for t in after] == [1] and after[0]["num_frames"] == len(frames)
+    assert yaml.safe_load((finished / "corrections.yaml").read_text())["merge"] == [[1, 2]]
+    assert _not_blank(tmp_path / "review.png", "studio-review.jpg")
