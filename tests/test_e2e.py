@@ -313,10 +313,7 @@ def test_rotated_recording_end_to_end(tmp_path: Path) -> None:
     from tests.synth import with_rotation
 
     clip = with_rotation(write_clip(tmp_path / "flat.mp4", 32, squares=SQUARES), tmp_path / "upright.mp4", 90)
-    args = ["run", str(clip), "--config", str(SMOKE), "--out", str(tmp_path / "out")]
-    for s in [*SMALL_OVERRIDES, "chunking.length=24"]:
-        args += ["--set", s]
-    proc = _cli(*args)
+    proc = _cli(*_smoke_run(clip, tmp_path / "out", "chunking.length=24"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "out").iterdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -348,10 +345,16 @@ def test_failed_rerun_leaves_the_finished_run_alone(prefect_harness: None, tmp_p
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
-def _run_cli_async(clip: Path, out: Path, *sets: str) -> subprocess.Popen[str]:
+def _smoke_run(clip: Path, out: Path, *sets: str) -> list[str]:
+    """`sam2flow run` arguments for the shortened smoke config plus ``sets``."""
     args = ["run", str(clip), "--config", str(SMOKE), "--out", str(out)]
     for s in [*SMALL_OVERRIDES, *sets]:
         args += ["--set", s]
+    return args
+
+
+def _run_cli_async(clip: Path, out: Path, *sets: str) -> subprocess.Popen[str]:
+    args = _smoke_run(clip, out, *sets)
     return subprocess.Popen([sys.executable, "-m", "sam2flow.cli", *args], cwd=ROOT, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
 
@@ -449,10 +452,7 @@ def test_variable_frame_rate_end_to_end(tmp_path: Path) -> None:
 
     times = [i / 24 for i in range(12)] + [1.0 + i / 8 for i in range(12)] + [2.6 + i / 24 for i in range(8)]
     clip = write_vfr_clip(tmp_path / "vfr.mp4", times, squares=SQUARES)
-    args = ["run", str(clip), "--config", str(SMOKE), "--out", str(tmp_path / "out")]
-    for s in [*SMALL_OVERRIDES, "chunking.length=24"]:
-        args += ["--set", s]
-    proc = _cli(*args)
+    proc = _cli(*_smoke_run(clip, tmp_path / "out", "chunking.length=24"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "out").iterdir()
     rows = pq.read_table(run_dir / "masks.parquet").to_pylist()

@@ -17,7 +17,7 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.io import storage
-from sam2flow.io.render import masks_rows
+from sam2flow.io.render import masks_rows, track_colour
 from sam2flow.io.staging import StagedFolder
 from sam2flow.io.video import iter_frames
 from sam2flow.job import REPORT_PAGE
@@ -128,7 +128,7 @@ def _sections(
     links = " · ".join(f'<a href="../{n}">{n}</a>' for n in LINKED_OUTPUTS if storage.exists(run.file(n)))
     longest = sorted(t.tracks, key=lambda r: (-r["num_frames"], r["track_id"]))[: cfg.report.max_tracks]
     track_rows = [
-        [f'<span class=swatch style="background:rgb{charts.track_colour(r["track_id"])}"></span>{r["track_id"]}',
+        [f'<span class=swatch style="background:rgb{track_colour(r["track_id"])}"></span>{r["track_id"]}',
          r["class_name"], f"{run.times[r['first_frame']]:.2f}", f"{run.times[r['last_frame']]:.2f}", r["num_frames"],
          f"{r['mean_score']:.3f}"]
         for r in longest

@@ -11,8 +11,6 @@ import numpy as np
 from sam2flow.config import RenderConfig
 from sam2flow.core.types import TrackMaskRow
 from sam2flow.io.render import draw, draw_zones, track_colour
-
-__all__ = ["track_colour"]
 from sam2flow.report.stats import TrackSpans
 
 DPI = 100

@@ -25,6 +25,7 @@ from sam2flow import corrections
 from sam2flow.config import ConfigError, PipelineConfig, format_validation_error
 from sam2flow.core import rle
 from sam2flow.errors import InputError
+from sam2flow.io import storage
 from sam2flow.io.render import draw, masks_rows, track_colour
 from sam2flow.io.video import VideoProbe, iter_frames, probe
 from sam2flow.reader import Run
@@ -92,10 +93,7 @@ class Studio:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, dest)) from exc
         text = f"# sam2flow config for {video}, made with `sam2flow studio`\n" + yaml.safe_dump(data, sort_keys=False)
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(text)
-        tmp.replace(target)
+        storage.write_bytes(target, text.encode())
         return {"path": target, "yaml": text}
 
     def start_run(self, video: str, config: str, out: str) -> str:

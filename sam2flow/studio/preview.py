@@ -14,6 +14,7 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.core.types import LocalObjId, ObjectPrompt
+from sam2flow.runtime import available_devices
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,7 @@ class Previewer:
             from sam2flow.models.segmenter import Sam2Segmenter
 
             checkpoint = weights.resolve(self.cfg.segmenter.checkpoint, "sam2")
-            device = self.device
-            if device == "auto":
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = available_devices(self.device)[0]  # 'auto': the first GPU, else the CPU
             self._model = Sam2Segmenter(checkpoint, device, self.cfg.segmenter.image_size)
         return self._model
 
