@@ -53,6 +53,9 @@ def _prefect_env() -> None:
     """Settings every flow run from the command line gets, unless the environment sets them."""
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "sam2flow")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its temporary server 20 s to start; a busy machine (another run's temporary server migrating the
+    # same SQLite database, a test suite beside it) can need more, and the run then died before doing anything.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _allow_checkpoint_dirs(dirs: list[str] | None) -> None:
