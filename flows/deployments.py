@@ -14,6 +14,7 @@ from prefect.events import DeploymentEventTrigger
 from sam2flow.config import PipelineConfig
 from sam2flow.flows.process_archive import process_archive
 from sam2flow.flows.process_video import process_video
+from sam2flow.studio.runs import DEPLOYMENT
 
 NEW_VIDEO_EVENT = "sam2flow.video.created"
 """Emit this event (``resource.id`` = the video's URI) to process a new file, e.g. from an S3 notification forwarded
@@ -60,7 +61,7 @@ def build_deployments(
     """
     cfg = config.model_dump(mode="json")
     video = process_video.to_deployment(
-        name="sam2flow-video",
+        name=DEPLOYMENT.split("/", 1)[1],
         parameters={"config": cfg, **({"out": out} if out else {})},
         triggers=[new_video_trigger(source)] if source else [],
         description="Segment and track every object of one video.",

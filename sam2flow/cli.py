@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from sam2flow.config import ConfigError, PipelineConfig, load_config
+from sam2flow.studio.runs import DEPLOYMENT
 
 app = typer.Typer(
     help="Segment and track every object of long videos: YOLO finds them, SAM2 tracks them, Prefect runs it.",
@@ -364,12 +365,22 @@ def studio(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8765,
     checkpoint_dir: CheckpointDirOpt = None,
+    deployment: Annotated[
+        str,
+        typer.Option(
+            "--deployment",
+            help="Run goes through this deployment when PREFECT_API_URL names a server that serves it "
+            "(`sam2flow serve`); otherwise, or with --local, Run starts a local `sam2flow run`.",
+        ),
+    ] = DEPLOYMENT,
+    local: Annotated[bool, typer.Option("--local", help="Always run locally, even when a server is set.")] = False,
 ) -> None:
     """Prompt videos by pointing and review finished runs in the browser (http://HOST:PORT/).
 
     The prompt page clicks objects (points, boxes) and draws zones on any frame, previews SAM2's masks with the
-    config's checkpoint, saves a config `sam2flow run --config` accepts and runs it. The review page plays a run's
-    tracks and saves corrections (merge, split, delete, class, points and boxes) to OUT/<video_id>/corrections.yaml.
+    config's checkpoint, saves a config `sam2flow run --config` accepts and runs it (through the process_video
+    deployment when a Prefect server is configured, otherwise locally). The review page plays a run's tracks and
+    saves corrections (merge, split, delete, class, points and boxes) to OUT/<video_id>/corrections.yaml.
     Only files under the --root folders are served or written.
     """
     from sam2flow import preflight
@@ -387,7 +398,7 @@ def studio(
     base = studio_app.base_data(config) if config is not None and not set_ else cfg.model_dump(mode="json")
     typer.secho(f"sam2flow studio on http://{host}:{port}/ (roots: {', '.join(root)}); Ctrl-C stops it",
                 fg=typer.colors.GREEN)  # fmt: skip
-    studio_app.serve(root, cfg, base, host, port, cfg.runtime.device)
+    studio_app.serve(root, cfg, base, host, port, cfg.runtime.device, None if local else deployment)
 
 
 @app.command()

@@ -45,6 +45,8 @@ def test_wheel_has_one_top_level_package(wheel: zipfile.ZipFile) -> None:
     assert top == {"sam2flow"}
     assert {"sam2flow/core/stitching.py", "sam2flow/flows/process_video.py", "sam2flow/tasks/segment.py"} <= set(names)
     assert wheel.read("sam2flow/checkpoints/manifest.yaml") == (ROOT / "checkpoints" / "manifest.yaml").read_bytes()
+    studio = {f"sam2flow/studio/static/{p.name}" for p in (ROOT / "sam2flow" / "studio" / "static").iterdir()}
+    assert studio and studio <= set(names)  # the studio's pages, styles and scripts
 
 
 def test_every_package_folder_is_declared() -> None:

@@ -122,6 +122,22 @@ def _serve(api: str, config: Path, home: Path, source: Path, out: Path) -> tuple
     return proc, log
 
 
+def _wait_deployment(api: str, name: str, serve: subprocess.Popen[bytes], log: Path) -> Any:
+    """Wait until `sam2flow serve` has registered the deployment; return it."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                return client.read_deployment_by_name(name)
+            except Exception as exc:
+                if time.monotonic() > deadline or serve.poll() is not None:
+                    raise RuntimeError(f"sam2flow serve did not register its deployments:\n{log.read_text()}") from exc
+                time.sleep(1)
+
+
 def _run_archive(api: str, parameters: dict[str, Any]) -> tuple[Any, list[Any]]:
     """Trigger the archive deployment through the API, wait for it, and read its artifacts back."""
     from prefect.client.orchestration import get_client
@@ -168,20 +184,7 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
     config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
     serve, log = _serve(prefect_server, config_file, tmp_path, source=archive, out=tmp_path / "out")
     try:
-        from prefect.client.orchestration import get_client
-
-        with temporary_settings({PREFECT_API_URL: prefect_server}), get_client(sync_client=True) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    client.read_deployment_by_name("process_archive/sam2flow-archive")
-                    break
-                except Exception as exc:
-                    if time.monotonic() > deadline or serve.poll() is not None:
-                        raise RuntimeError(
-                            f"sam2flow serve did not register its deployments:\n{log.read_text()}"
-                        ) from exc
-                    time.sleep(1)
+        _wait_deployment(prefect_server, "process_archive/sam2flow-archive", serve, log)
         params = {"source": str(archive), "out": str(tmp_path / "out"), "pattern": "*.mp4", "max_in_flight": 2}
         run, artifacts = _run_archive(prefect_server, params)
         assert run.state.is_failed(), run.state
@@ -221,3 +224,100 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
     finally:
         serve.terminate()
         serve.wait(30)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        return json.loads(resp.read())
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.slow
+def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path: Path) -> None:
+    """`sam2flow studio` with PREFECT_API_URL set and `sam2flow serve` serving: Run creates a flow run of the
+    process_video deployment (not a local run) with the saved config, and reports its state, progress and UI link."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sam2flow.config import load_config
+    from tests.synth import write_clip
+    from tests.test_studio import BASE, SMOKE, SQUARES
+
+    root = tmp_path / "root"
+    root.mkdir()
+    write_clip(root / "clip.mp4", frames=48, squares=SQUARES)
+    served = tmp_path / "served.json"  # the deployment's default config: the smoke config's own prompt
+    served.write_text(json.dumps(load_config(SMOKE, BASE).model_dump(mode="json")))
+    serve, serve_log = _serve(prefect_server, served, tmp_path, source=root, out=root / "out")
+    port, studio_log = _free_port(), tmp_path / "studio.log"
+    overrides = [arg for o in BASE for arg in ("--set", o)]
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    with open(studio_log, "wb") as f:
+        studio = subprocess.Popen(
+            [str(VENV_BIN / "sam2flow"), "studio", "--root", str(root), "--config", str(SMOKE), *overrides,
+             "--port", str(port)],
+            env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deployment = _wait_deployment(prefect_server, "process_video/sam2flow-video", serve, serve_log)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(url + "/", 120, studio, studio_log)
+        prompts = [{"frame": 0, "obj_id": 1, "box": [20, 60, 70, 110], "class_name": "red"},
+                   {"frame": 0, "obj_id": 2, "box": [250, 150, 290, 190], "class_name": "green"}]  # fmt: skip
+        video, config = str(root / "clip.mp4"), str(root / "studio.yaml")
+        _post_json(url + "/api/save", {"video": video, "dest": config, "prompts": prompts, "zones": []})
+        started = _post_json(url + "/api/run", {"video": video, "config": config, "out": str(root / "out")})
+        assert started["via"] == "deployment"
+        deadline = time.monotonic() + 420
+        while (status := _get_json(f"{url}/api/run/{started['id']}"))["status"] == "running":
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+        assert status["status"] == "done", status
+        assert status["via"] == "deployment" and status["progress"] == ["segmented 100%"], status
+        assert status["log_tail"] and status["note"].startswith("Completed"), status
+        ui, flow_run_id = status["flow_run_url"].rsplit("/runs/flow-run/", 1)
+        assert ui == prefect_server.removesuffix("/api")
+        with temporary_settings({PREFECT_API_URL: prefect_server}), get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        assert flow_run.deployment_id == deployment.id and "studio" in flow_run.tags
+        assert flow_run.state is not None and flow_run.state.is_completed()
+        (out_dir,) = (root / "out").iterdir()
+        assert (out_dir / "_SUCCESS").is_file()
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        assert [p["box"] for p in manifest["config"]["prompts"]] == [p["box"] for p in prompts]  # the studio's config
+    finally:
+        for proc in (studio, serve):
+            proc.terminate()
+            proc.wait(30)
+
+
+@pytest.mark.slow
+def test_studio_runs_locally_when_the_server_serves_no_deployment(prefect_server: str, tmp_path: Path) -> None:
+    """A configured server without the deployment: Run falls back to a local run that reports to that server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sam2flow.config import load_config
+    from sam2flow.studio import runs
+    from tests.synth import write_clip
+    from tests.test_studio import BASE, SMOKE, SQUARES
+
+    video = write_clip(tmp_path / "clip.mp4", frames=32, squares=SQUARES)
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(load_config(SMOKE, BASE).model_dump(mode="json")))
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        started = runs.start(str(video), str(config), str(tmp_path / "out"), load_config(config),
+                             tmp_path / "run.log", "process_video/not-served")  # fmt: skip
+    deadline = time.monotonic() + 300
+    while (status := started.status())["status"] == "running":
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    assert status["status"] == "done" and status["via"] == "local", status
+    assert "serves no process_video/not-served deployment" in status["note"]
+    assert str(status["flow_run_url"]).startswith(prefect_server.removesuffix("/api") + "/runs/flow-run/"), status

@@ -58,7 +58,7 @@ def finished(client, root: Path) -> Path:  # type: ignore[no-untyped-def]
     deadline = time.time() + 600
     while (status := client.get(f"/api/run/{run_id}").json())["status"] == "running" and time.time() < deadline:
         time.sleep(1)
-    assert status["status"] == "done", status["log_tail"]
+    assert status["status"] == "done" and status["via"] == "local", status["log_tail"]
     (run,) = (root / "out").iterdir()
     return run
 
@@ -69,13 +69,16 @@ def client(root: Path):  # type: ignore[no-untyped-def]
 
     from sam2flow.studio.app import create_app
 
-    return TestClient(create_app([str(root)], load_config(SMOKE, BASE)))
+    return TestClient(create_app([str(root)], load_config(SMOKE, BASE), deployment=None))  # Run: local runs
 
 
 def test_pages_and_listing(client, root: Path) -> None:  # type: ignore[no-untyped-def]
     for page in ("/", "/prompt", "/review"):
         r = client.get(page)
         assert r.status_code == 200 and "sam2flow studio" in r.text
+    for asset, kind in (("/studio.css", "text/css"), ("/studio.js", "text/javascript")):
+        r = client.get(asset)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind) and "Shared by" in r.text
     listing = client.get("/api/list").json()
     assert str(root / "clip.mp4") in listing["videos"] and listing["roots"] == [str(root.resolve())]
 
@@ -143,6 +146,22 @@ def test_save_writes_a_config_run_accepts(client, root: Path) -> None:  # type: 
     assert client.get("/api/run/nope").status_code == 400
 
 
+def test_run_refuses_an_unreachable_prefect_server(tmp_path: Path) -> None:
+    """With PREFECT_API_URL naming a server that does not answer, Run says so instead of starting anything (a local
+    run would fail the same way, reporting to it)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sam2flow.errors import InputError
+    from sam2flow.studio import runs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/api"
+    with temporary_settings({PREFECT_API_URL: dead}), pytest.raises(InputError, match="does not answer"):
+        runs.start("v.mp4", "c.yaml", "out", load_config(SMOKE), tmp_path / "run.log", runs.DEPLOYMENT)
+    assert not (tmp_path / "run.log").exists()
+
+
 def test_review_api(client, finished: Path) -> None:  # type: ignore[no-untyped-def]
     info = client.get("/api/runinfo", params={"path": str(finished)}).json()
     assert info["frames"] == 48 and len(info["tracks"]) == 2
@@ -186,7 +205,7 @@ def browser_page(root: Path) -> Iterator[tuple[str, object]]:
 
     from sam2flow.studio.app import create_app
 
-    app = create_app([str(root)], load_config(SMOKE, BASE))
+    app = create_app([str(root)], load_config(SMOKE, BASE), deployment=None)
     with _Server(app) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -244,6 +263,12 @@ def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> N
     page.wait_for_selector("canvas[data-previewed='1']", timeout=60_000)
     page.click("#save")
     page.wait_for_function("document.getElementById('yaml').textContent.length > 0")
+    page.fill("#out", str(root / "out-browser"))
+    page.click("#run")
+    page.wait_for_selector("#runStatus[data-status]:not([data-status='running'])", timeout=300_000)
+    assert page.get_attribute("#runStatus", "data-status") == "done", page.inner_text("#runStatus")
+    assert "(local run)" in page.inner_text("#runStatus")
+    assert len(list((root / "out-browser").glob("*/_SUCCESS"))) == 1
     page.screenshot(path=str(tmp_path / "prompt.png"), full_page=True)
     saved = yaml.safe_load((root / "clip.studio.yaml").read_text())
     (p,) = saved["prompts"]

@@ -14,13 +14,13 @@ from sam2flow.config import PipelineConfig
 
 
 def serve(roots: list[str], config: PipelineConfig, base_data: dict[str, Any] | None, host: str, port: int,
-          device: str = "cpu") -> None:  # fmt: skip
-    """Run the studio until interrupted."""
+          device: str = "cpu", deployment: str | None = None) -> None:  # fmt: skip
+    """Run the studio until interrupted; Run goes through ``deployment`` when a Prefect server serves it."""
     import uvicorn
 
     from sam2flow.studio.app import create_app
 
-    app = create_app(roots, config, base_data, device)
+    app = create_app(roots, config, base_data, device, deployment)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

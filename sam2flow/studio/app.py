@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import tempfile
 import uuid
 from dataclasses import asdict
@@ -22,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from sam2flow import corrections
-from sam2flow.config import ConfigError, PipelineConfig, format_validation_error
+from sam2flow.config import ConfigError, PipelineConfig, format_validation_error, load_config
 from sam2flow.core import rle
 from sam2flow.errors import InputError
 from sam2flow.io import storage
@@ -30,14 +28,19 @@ from sam2flow.io.render import draw, masks_rows, track_colour
 from sam2flow.io.video import VideoProbe, iter_frames, probe
 from sam2flow.reader import Run
 from sam2flow.report.stats import spans
+from sam2flow.studio import runs
 from sam2flow.studio.preview import Previewer, PreviewObject
 from sam2flow.studio.roots import PathRefused, Roots
 
 PAGES = ("index", "prompt", "review")
 
 
-def _page(name: str) -> str:
-    return resources.files("sam2flow.studio").joinpath("static", f"{name}.html").read_text()
+ASSETS = {"studio.css": "text/css", "studio.js": "text/javascript"}
+"""What the pages share, served at /<name>."""
+
+
+def _static(name: str) -> str:
+    return resources.files("sam2flow.studio").joinpath("static", name).read_text()
 
 
 def _jpeg(image: np.ndarray) -> Response:
@@ -68,10 +71,11 @@ def _overlay(masks: np.ndarray) -> str:
 class Studio:
     """What the routes share: the roots, the base config, the previewer and the runs started here."""
 
-    def __init__(self, roots: Roots, base: PipelineConfig, base_data: dict[str, Any], device: str) -> None:
-        self.roots, self.base, self.base_data = roots, base, base_data
+    def __init__(self, roots: Roots, base: PipelineConfig, base_data: dict[str, Any], device: str,
+                 deployment: str | None) -> None:  # fmt: skip
+        self.roots, self.base, self.base_data, self.deployment = roots, base, base_data, deployment
         self.previewer = Previewer(base, device)
-        self.runs: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, runs.StartedRun] = {}
         self.logs = Path(tempfile.mkdtemp(prefix="sam2flow-studio-"))
 
     def video(self, path: str) -> tuple[str, VideoProbe]:
@@ -96,27 +100,18 @@ class Studio:
         storage.write_bytes(target, text.encode())
         return {"path": target, "yaml": text}
 
-    def start_run(self, video: str, config: str, out: str) -> str:
+    def start_run(self, video: str, config: str, out: str) -> dict[str, Any]:
         video, config, out = self.roots.check(video), self.roots.check(config), self.roots.check(out)
+        cfg = load_config(config)
         run_id = uuid.uuid4().hex[:12]
-        log = self.logs / f"{run_id}.log"
-        cmd = [sys.executable, "-m", "sam2flow.cli", "run", video, "--config", config, "--out", out]
-        with open(log, "w") as handle:
-            proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
-        self.runs[run_id] = {"proc": proc, "log": log, "video": video, "out": out}
-        return run_id
+        self.runs[run_id] = runs.start(video, config, out, cfg, self.logs / f"{run_id}.log", self.deployment)
+        return {"id": run_id, "via": self.runs[run_id].via}
 
     def run_status(self, run_id: str) -> dict[str, Any]:
-        r = self.runs.get(run_id)
-        if r is None:
+        started = self.runs.get(run_id)
+        if started is None:
             raise InputError(f"no run {run_id} was started by this studio")
-        text = r["log"].read_text(errors="replace")
-        link = next((line.split("View at ", 1)[1].strip() for line in text.splitlines() if "View at " in line), None)
-        progress = [line for line in text.splitlines() if "segmented" in line and "%" in line]
-        code = r["proc"].poll()
-        status = "running" if code is None else ("done" if code == 0 else "failed")
-        return {"status": status, "returncode": code, "flow_run_url": link, "progress": progress[-1:] ,
-                "log_tail": text.splitlines()[-15:]}  # fmt: skip
+        return started.status()
 
 
 def _run_info(run: Run) -> dict[str, Any]:
@@ -166,9 +161,13 @@ def _hit(run: Run, frame: int, x: float, y: float) -> int | None:
 
 
 def create_app(roots: list[str], base: PipelineConfig, base_data: dict[str, Any] | None = None,
-               device: str = "cpu") -> FastAPI:  # fmt: skip
-    """The studio for these roots; ``base`` (and its YAML data) is the config that Save starts from."""
-    studio = Studio(Roots(roots), base, base_data if base_data is not None else base.model_dump(mode="json"), device)
+               device: str = "cpu", deployment: str | None = runs.DEPLOYMENT) -> FastAPI:  # fmt: skip
+    """The studio for these roots; ``base`` (and its YAML data) is the config that Save starts from.
+
+    Run goes through ``deployment`` when a Prefect server is configured and serves it (None: always local runs).
+    """
+    data = base_data if base_data is not None else base.model_dump(mode="json")
+    studio = Studio(Roots(roots), base, data, device, deployment)
     app = FastAPI(title="sam2flow studio", docs_url="/api/docs", redoc_url=None)
     app.state.studio = studio
 
@@ -186,6 +185,8 @@ def create_app(roots: list[str], base: PipelineConfig, base_data: dict[str, Any]
 
     for name in PAGES:
         app.add_api_route("/" if name == "index" else f"/{name}", _page_route(name), response_class=HTMLResponse)
+    for name in ASSETS:
+        app.add_api_route(f"/{name}", _asset_route(name), include_in_schema=False)
     _video_routes(app, studio)
     _run_routes(app, studio)
     return app
@@ -193,9 +194,16 @@ def create_app(roots: list[str], base: PipelineConfig, base_data: dict[str, Any]
 
 def _page_route(name: str) -> Any:
     def page() -> str:
-        return _page(name)
+        return _static(f"{name}.html")
 
     return page
+
+
+def _asset_route(name: str) -> Any:
+    def asset() -> Response:
+        return Response(_static(name), media_type=ASSETS[name])
+
+    return asset
 
 
 def _preview_object(o: dict[str, Any]) -> PreviewObject:
@@ -236,9 +244,7 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
 
     @app.post("/api/run")
     def run(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {
-            "id": studio.start_run(str(body.get("video", "")), str(body.get("config", "")), str(body.get("out", "")))
-        }
+        return studio.start_run(str(body.get("video", "")), str(body.get("config", "")), str(body.get("out", "")))
 
     @app.get("/api/run/{run_id}")
     def run_status(run_id: str) -> dict[str, Any]:

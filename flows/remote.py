@@ -1,0 +1,82 @@
+"""Flow runs of a served deployment, through the Prefect API: find the deployment, create a run, read its state,
+progress and logs back (what the studio's Run button needs when a Prefect server is configured)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import LogSort
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+from sam2flow.errors import InputError
+
+
+@dataclass(frozen=True)
+class RemoteRunState:
+    """Where a flow run stands: its state, the last progress artifact's value, its newest log lines, a UI link."""
+
+    name: str
+    message: str
+    final: bool
+    completed: bool
+    progress: float | None
+    url: str
+    logs: list[str] = field(default_factory=list)
+
+
+def configured_api() -> str | None:
+    """The Prefect server this process is configured to use (``PREFECT_API_URL``), or None for none."""
+    return PREFECT_API_URL.value() or None
+
+
+@contextmanager
+def _client(api: str) -> Iterator[Any]:
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        yield client
+
+
+def find_deployment(api: str, name: str) -> UUID | None:
+    """The deployment's id, None when the server does not know it; an unreachable server is an input error."""
+    try:
+        with _client(api) as client:
+            return UUID(str(client.read_deployment_by_name(name).id))
+    except ObjectNotFound:
+        return None
+    except Exception as exc:  # connection refused, timeouts, HTTP errors: the configured server is unusable
+        raise InputError(f"the Prefect server at {api} (PREFECT_API_URL) does not answer: {exc}") from exc
+
+
+def create_run(api: str, deployment_id: UUID, parameters: dict[str, Any], tags: list[str]) -> UUID:
+    """A new flow run of the deployment; the server's workers (or `sam2flow serve`) pick it up."""
+    with _client(api) as client:
+        run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters, tags=tags)
+    return UUID(str(run.id))
+
+
+def read_run(api: str, flow_run_id: UUID, log_lines: int = 15) -> RemoteRunState:
+    """The flow run's state, progress and last ``log_lines`` log messages."""
+    ids = [flow_run_id]
+    with _client(api) as client:
+        run = client.read_flow_run(flow_run_id)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=log_lines,
+                                sort=LogSort.TIMESTAMP_DESC)  # fmt: skip
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    progress = [float(a.data) for a in artifacts if a.type == "progress" and a.data is not None]
+    state = run.state
+    ui = str(PREFECT_UI_URL.value() or api.rstrip("/").removesuffix("/api"))
+    return RemoteRunState(
+        name=state.name if state else "Scheduled",
+        message=(state.message if state else "") or "",
+        final=bool(state and state.is_final()),
+        completed=bool(state and state.is_completed()),
+        progress=progress[-1] if progress else None,
+        url=f"{ui}/runs/flow-run/{flow_run_id}",
+        logs=[log.message for log in reversed(logs)],
+    )

@@ -1,0 +1,97 @@
+"""Runs started from the studio's Run button: through the served ``process_video`` deployment when a Prefect server
+is configured and serves it (`sam2flow.flows.remote`), otherwise as a local ``sam2flow run`` in a process of its own.
+
+Each run answers `status()` with one shape: ``status`` (running/done/failed), ``via`` (deployment/local), ``note``,
+``flow_run_url`` (a link to the Prefect UI, once known), ``progress`` and ``log_tail``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+from sam2flow.config import PipelineConfig
+
+DEPLOYMENT = "process_video/sam2flow-video"
+"""The deployment `sam2flow serve` (and infra/prefect.yaml) registers for one video."""
+
+LOG_LINES = 15
+
+
+class StartedRun(Protocol):
+    via: str
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class LocalRun:
+    """`sam2flow run` in a child process; its output goes to a log file the status reads."""
+
+    via = "local"
+
+    def __init__(self, video: str, config: str, out: str, log: Path, api: str | None, note: str = "") -> None:
+        cmd = [sys.executable, "-m", "sam2flow.cli", "run", video, "--config", config, "--out", out]
+        env = {**os.environ, **({"PREFECT_API_URL": api} if api else {})}
+        self.log, self.note = log, note
+        with open(log, "w") as handle:
+            self.proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+    def status(self) -> dict[str, Any]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        link = next((line.split("View at ", 1)[1].strip() for line in lines if "View at " in line), None)
+        progress = [line[line.index("segmented") :] for line in lines if "segmented" in line and "%" in line]
+        code = self.proc.poll()
+        state = "running" if code is None else ("done" if code == 0 else "failed")
+        return {"status": state, "via": self.via, "note": self.note, "returncode": code, "flow_run_url": link,
+                "progress": progress[-1:], "log_tail": lines[-LOG_LINES:]}  # fmt: skip
+
+
+class DeploymentRun:
+    """A flow run of the served deployment, created through the API; its state, progress and logs are read back."""
+
+    via = "deployment"
+
+    def __init__(self, api: str, deployment_id: UUID, parameters: dict[str, Any]) -> None:
+        from sam2flow.flows import remote
+
+        self.api = api
+        self.flow_run_id = remote.create_run(api, deployment_id, parameters, tags=["studio"])
+
+    def status(self) -> dict[str, Any]:
+        from sam2flow.flows import remote
+
+        s = remote.read_run(self.api, self.flow_run_id, LOG_LINES)
+        return {
+            "status": "running" if not s.final else ("done" if s.completed else "failed"),
+            "via": self.via,
+            "note": f"{s.name}: {s.message}" if s.message else s.name,
+            "returncode": None,
+            "flow_run_url": s.url,
+            "progress": [] if s.progress is None else [f"segmented {s.progress:.0f}%"],
+            "log_tail": s.logs,
+        }
+
+
+def start(video: str, config_file: str, out: str, config: PipelineConfig, log: Path, deployment: str | None) -> Any:
+    """Start one run of ``video`` with the saved ``config_file`` (validated as ``config``) into ``out``.
+
+    Through ``deployment`` when a Prefect server is configured and serves it; otherwise locally (reporting to the
+    configured server, if any, whose UI then shows it too). ``deployment=None`` always runs locally. A configured
+    server that does not answer is an input error, and nothing starts.
+    """
+    if deployment is None:
+        return LocalRun(video, config_file, out, log, None)
+    from sam2flow.flows import remote
+
+    api = remote.configured_api()
+    if api is None:
+        return LocalRun(video, config_file, out, log, None)
+    found = remote.find_deployment(api, deployment)
+    if found is None:
+        note = f"{api} serves no {deployment} deployment (start `sam2flow serve`); ran locally"
+        return LocalRun(video, config_file, out, log, api, note)
+    return DeploymentRun(api, found, {"video": video, "out": out, "config": config.model_dump(mode="json")})
