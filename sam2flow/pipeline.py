@@ -27,10 +27,12 @@ from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
 from sam2flow.io import lock, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
+from sam2flow.io.frames import extract_frames, frame_limit
 from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
-from sam2flow.io.video import concat_videos, extract_subsequence, frame_times, probe
+from sam2flow.io.video import concat_videos, frame_times, probe
 from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id, span_keys
+from sam2flow.models.detector import StoredFrameDetector
 from sam2flow.report import build_report
 from sam2flow.results import (
     ExtractResult,
@@ -48,12 +50,15 @@ from sam2flow.stitch import LinkStore, PartSet, VideoTables, part_rows, stitch_p
 
 log = logging.getLogger(__name__)
 
+FRAMES_VERSION = "yuv420-model-size"
+"""How frames reach the models (part of the part-file digest: a change there makes earlier part files stale)."""
+
 
 def part_digest(cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedCheckpoint | None) -> str:
     """The folder of a run's part files: the segmentation settings but the manual prompts, and the content of the
     models that run (each file's name adds the prompts inside its subsequence, `span_keys`)."""
     models = f"{sam2.sha256}:{yolo.sha256 if yolo else '-'}"
-    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}:{FRAMES_VERSION}".encode()).hexdigest()[:16]
 
 
 def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
@@ -139,11 +144,11 @@ def discard_work(job: VideoJob) -> None:
 
 
 def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> ExtractResult:
-    """Write one subsequence's JPEGs, unless its part file is already complete."""
+    """Store one subsequence's frames (scaled to what the models need), unless its part file is already complete."""
     t0 = time.perf_counter()
     if job.part_done(index):
         return ExtractResult(index, skipped=True, seconds=0.0)
-    extract_subsequence(job.local_video, job.info, job.plan[index], job.frames_dir(index), cfg.video.jpeg_quality)
+    extract_frames(job.local_video, job.info, job.plan[index], job.frames_dir(index), frame_limit(cfg))
     return ExtractResult(index, skipped=False, seconds=time.perf_counter() - t0)
 
 
@@ -151,7 +156,7 @@ def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: Pipelin
     """The part of `segment` that runs on the worker's own thread: models (built once), then the subsequence."""
     sub = job.plan[index]
     segmenter = segmenter_on(slot, job.sam2, cfg.segmenter)
-    detector = detector_on(slot, job.yolo, cfg.detector) if job.yolo is not None else None
+    detector = StoredFrameDetector(detector_on(slot, job.yolo, cfg.detector)) if job.yolo is not None else None
     step = max(1, sub.length // 4)
 
     def progress(done: int, total: int) -> None:

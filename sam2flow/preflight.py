@@ -17,12 +17,11 @@ from pathlib import Path
 from sam2flow.config import PipelineConfig
 from sam2flow.io import access, storage
 from sam2flow.io.checkpoints import CheckpointError, ResolvedCheckpoint
+from sam2flow.io.frames import frame_limit, stored_bytes
 from sam2flow.io.storage import StorageError
 from sam2flow.io.video import VideoError, VideoProbe, probe
 
 MIB = 1 << 20
-JPEG_BYTES_PER_PIXEL = 0.5
-"""A generous size of one extracted JPEG (quality 2) per source pixel."""
 
 
 def human(n: float) -> str:
@@ -104,15 +103,16 @@ def work_dir_root(cfg: PipelineConfig) -> Path:
 
 
 def space_needed(info: VideoProbe | None, video: str, cfg: PipelineConfig, workers: int) -> tuple[int, int]:
-    """About how many bytes a run needs in its work folder (the JPEGs of the subsequences in flight, the render
-    pieces) and in its output folder (the annotated video, about the size of the input, plus the tables)."""
+    """About how many bytes a run needs in its work folder (the stored frames of the subsequences in flight, see
+    `sam2flow.io.frames`, and the render pieces) and in its output folder (the annotated video, about the size of
+    the input, plus the tables)."""
     fs, path = storage.filesystem(video)
     size = int(fs.size(path) or 0)
     work = 64 * MIB + size  # the render pieces add up to about the annotated video
     if info is not None:
         in_flight = workers + cfg.runtime.extract_workers + 1
         frames = min(cfg.chunking.length, cfg.video.max_frames or info.num_frames, info.num_frames)
-        work += int(in_flight * frames * info.width * info.height * JPEG_BYTES_PER_PIXEL)
+        work += in_flight * frames * stored_bytes(info.width, info.height, frame_limit(cfg))
     return work, size + 64 * MIB
 
 

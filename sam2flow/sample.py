@@ -59,19 +59,35 @@ def _texture(colour: tuple[int, int, int], size: int, rng: np.random.Generator) 
     return out
 
 
-def _draw(frame: np.ndarray, mover: _Mover, patch: np.ndarray, t: float) -> None:
-    h, w = frame.shape[:2]
-    cx, cy = mover.position(t, w, h)
-    half = patch.shape[0] // 2
-    mask = np.zeros((h, w), np.uint8)
+def _half(mover: _Mover, height: int) -> int:
+    """Half the side of a mover's texture patch (its shape's radius) in a clip ``height`` pixels high."""
+    return max(8, int(mover.size * height) * 2) // 2
+
+
+def _mask(mover: _Mover, half: int, t: float, width: int, height: int) -> np.ndarray:
+    cx, cy = mover.position(t, width, height)
+    mask = np.zeros((height, width), np.uint8)
     if mover.shape == "disc":
         cv2.circle(mask, (cx, cy), half, 1, -1)
     elif mover.shape == "box":
         cv2.rectangle(mask, (cx - half, cy - half * 2 // 3), (cx + half, cy + half * 2 // 3), 1, -1)
     else:
         cv2.ellipse(mask, (cx, cy), (half, half // 2), math.degrees(t), 0, 360, 1, -1)
-    ys, xs = np.nonzero(mask)
+    return mask
+
+
+def _draw(frame: np.ndarray, mover: _Mover, patch: np.ndarray, t: float) -> None:
+    h, w = frame.shape[:2]
+    cx, cy = mover.position(t, w, h)
+    half = patch.shape[0] // 2
+    ys, xs = np.nonzero(_mask(mover, half, t, w, h))
     frame[ys, xs] = patch[(ys - cy + half) % patch.shape[0], (xs - cx + half) % patch.shape[1]]
+
+
+def object_masks(frame: int, width: int = 960, height: int = 540, fps: int = 24) -> list[np.ndarray]:
+    """Where each object of `write_sample`'s clip is on ``frame`` (boolean masks, before later objects cover it)."""
+    t = frame / fps
+    return [_mask(m, _half(m, height), t, width, height).astype(bool) for m in _MOVERS]
 
 
 def write_sample(path: Path, frames: int = 96, width: int = 960, height: int = 540, fps: int = 24) -> Path:
@@ -84,7 +100,7 @@ def write_sample(path: Path, frames: int = 96, width: int = 960, height: int = 5
         raise ValueError("a sample needs at least 1 frame and 64x64 pixels")
     rng = np.random.default_rng(0)
     floor = _background(width, height, rng)
-    patches = [_texture(m.colour, max(8, int(m.size * height) * 2), rng) for m in _MOVERS]
+    patches = [_texture(m.colour, 2 * _half(m, height), rng) for m in _MOVERS]
     path.parent.mkdir(parents=True, exist_ok=True)
     with video_writer(path, width, height) as writer:
         for i in range(frames):

@@ -236,17 +236,18 @@ class SubsequenceObjects:
         obj, mask = fm.obj_ids[i], fm.masks[i]
         class_id, class_name = self.classes[obj]
         h, w = mask.shape
+        counts, box, area = rle.describe(mask)
         return MaskRow(
             frame=self.sub.to_global(fm.frame),
             obj_id=obj,
             class_id=class_id,
             class_name=class_name,
             score=float(fm.scores[i]),
-            bbox=rle.bbox(mask),
-            area=int(mask.sum()),
+            bbox=box,
+            area=area,
             height=int(h),
             width=int(w),
-            rle=rle.encode(mask),
+            rle=counts,
         )
 
     def flush(self) -> None:

@@ -308,10 +308,12 @@ def test_the_matrix_is_broad() -> None:
     assert len(CASES) >= 30
 
 
-def test_no_space_while_extracting_blames_the_folder_not_the_video(tmp_path: Path, clip: Path) -> None:
-    """When the frame folder fills up during extraction, the error names that folder and says to free space; it
-    does not call the video truncated."""
+@pytest.mark.parametrize("store", [True, False], ids=["frame-store", "jpegs"])
+def test_no_space_while_extracting_blames_the_folder_not_the_video(tmp_path: Path, clip: Path, store: bool) -> None:
+    """When the frame folder fills up during extraction (the pipeline's frame store, or fine-tuning's JPEGs), the
+    error names that folder and says to free space; it does not call the video truncated."""
     from sam2flow.core.types import Subsequence
+    from sam2flow.io.frames import extract_frames
     from sam2flow.io.storage import StorageError
     from sam2flow.io.video import extract_subsequence, probe
 
@@ -319,7 +321,10 @@ def test_no_space_while_extracting_blames_the_folder_not_the_video(tmp_path: Pat
     _mount(full, "16k")
     try:
         with pytest.raises(StorageError, match="no space left in") as err:
-            extract_subsequence(str(clip), probe(str(clip)), Subsequence(0, 0, 8), full / "frames")
+            if store:
+                extract_frames(str(clip), probe(str(clip)), Subsequence(0, 0, 8), full / "frames", limit=1024)
+            else:
+                extract_subsequence(str(clip), probe(str(clip)), Subsequence(0, 0, 8), full / "frames")
         assert "truncated" not in str(err.value)
     finally:
         subprocess.run(["umount", str(full)], check=False)

@@ -35,6 +35,43 @@ def test_draw_blends_the_mask_in_the_track_colour() -> None:
     assert frame.max() == 0, "the input frame is not modified"
 
 
+def _whole_frame_draw(frame: np.ndarray, rows: list[TrackMaskRow], cfg: RenderConfig) -> np.ndarray:
+    """Reference: blend and outline each mask over the whole frame (what `draw` did before it worked in boxes)."""
+    import cv2
+
+    out = frame.copy()
+    for row in rows:
+        colour = track_colour(int(row.track_id))
+        mask = rle.decode(row.rle, row.height, row.width)
+        out[mask] = (out[mask] * (1 - cfg.alpha) + np.array(colour) * cfg.alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colour, 2)
+    return out
+
+
+def test_draw_in_boxes_equals_the_whole_frame() -> None:
+    """Masks of every shape, touching every edge of the frame, overlapping: drawing inside each mask's box gives
+    exactly the pixels of drawing over the whole frame."""
+    rng = np.random.default_rng(7)
+    cfg = RenderConfig(alpha=0.45, draw_boxes=False, draw_ids=False)
+    for trial in range(40):
+        h, w = int(rng.integers(8, 90)), int(rng.integers(8, 90))
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        rows = []
+        for k in range(int(rng.integers(1, 4))):
+            mask = np.zeros((h, w), bool)
+            y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+            mask[y0 : y0 + int(rng.integers(1, h)), x0 : x0 + int(rng.integers(1, w))] = True
+            mask &= rng.random((h, w)) < (0.7 if trial % 2 else 1.0)  # holes and ragged edges half of the time
+            if trial % 5 == 0:
+                mask[:, 0] = mask[0, :] = True  # along two edges of the frame
+            if not mask.any():
+                continue
+            counts, box, area = rle.describe(mask)
+            rows.append(TrackMaskRow(0, TrackId(k + 1), 0, "x", 0.9, box, area, h, w, counts))
+        assert np.array_equal(draw(frame, rows, cfg), _whole_frame_draw(frame, rows, cfg)), trial
+
+
 def test_pieces_join_frame_exactly(tmp_path: Path) -> None:
     """Pieces rendered from seeked ranges and joined without re-encoding give every source frame once, in order."""
     from sam2flow.io.render import Overlay, render_range

@@ -95,6 +95,11 @@ class Detections:
             class_names=(),
         )
 
+    def scaled(self, fx: float, fy: float) -> Detections:
+        """The same detections with box x coordinates times ``fx`` and y coordinates times ``fy``."""
+        factors = np.array([fx, fy, fx, fy], np.float32)
+        return Detections(self.boxes * factors, self.scores, self.class_ids, self.class_names)
+
     def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
         """The subset chosen by a boolean mask or an index array (order follows ``keep``)."""
         idx = np.flatnonzero(keep) if keep.dtype == np.bool_ else np.asarray(keep, dtype=np.intp)

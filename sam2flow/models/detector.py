@@ -105,3 +105,19 @@ def resolve_classes(classes: Sequence[int | str], names: dict[int, str]) -> list
             shown = ", ".join(list(names.values())[:20]) + (" …" if len(names) > 20 else "")
             raise DetectorError(f"detector.classes: {c!r} is not a class of this model; known classes: {shown}")
     return out
+
+
+class StoredFrameDetector:
+    """A detector on the pipeline's frame store (`sam2flow.io.frames`), called as `segment_subsequence` calls one:
+    with ``frames_dir/<local frame>.jpg``. It detects on that frame at the detector's own input size (in the source's
+    aspect ratio) and returns boxes in source pixels."""
+
+    def __init__(self, detector: YoloDetector) -> None:
+        self.detector = detector
+        self.names = detector.names
+
+    def __call__(self, keyframe: Path) -> Detections:
+        from sam2flow.models.frames import detector_image
+
+        image, fx, fy = detector_image(keyframe.parent, int(keyframe.stem), self.detector.image_size)
+        return self.detector(image).scaled(fx, fy)

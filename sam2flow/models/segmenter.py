@@ -15,6 +15,7 @@ import torch
 
 from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt
 from sam2flow.io.checkpoints import ResolvedCheckpoint
+from sam2flow.models.frames import install as install_frame_loader
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Sam2Segmenter:
         for module in (svp, sam2_misc):
             if not isinstance(module.tqdm, functools.partial):
                 module.tqdm = functools.partial(module.tqdm, disable=True)
+        install_frame_loader()  # frames come from sam2flow's frame store, already scaled (see models/frames.py)
         # sam2 1.1.0 from PyPI ships no compiled _C extension: hole filling is skipped, which is harmless.
         warnings.filterwarnings("ignore", message=r"cannot import name '_C'")
         overrides = image_size_overrides(image_size) if image_size else []
@@ -93,7 +95,8 @@ class Sam2Segmenter:
 
     @contextlib.contextmanager
     def session(self, frames_dir: Path) -> Iterator[Sam2Session]:
-        """Track objects through the JPEG folder ``frames_dir`` (``00000.jpg …``), all in one inference state."""
+        """Track objects through the frames of ``frames_dir`` (a frame store, `sam2flow.io.frames`, or a folder of
+        JPEGs), all in one inference state."""
         with torch.inference_mode(), self._autocast():
             state = self.predictor.init_state(str(frames_dir), offload_video_to_cpu=self.offload_video_to_cpu)
             try:

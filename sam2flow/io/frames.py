@@ -1,0 +1,152 @@
+"""A subsequence's frames as the pipeline stores them between extraction and segmentation: raw YUV 4:2:0 frames no
+larger than the model's input in either dimension (``frames.yuv``), described by ``frames.json``.
+
+SAM2 resizes every frame to its square input anyway, so frames are scaled once by ffmpeg while decoding (cheap in
+YUV) instead of being written as full-size JPEGs that are decoded and shrunk again. ``frames.json`` keeps the source
+size: masks, boxes and prompts stay in source pixels. A folder of JPEGs (``00000.jpg …``, e.g. written by the
+studio or for fine-tuning) is read too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sam2flow.config import PipelineConfig
+from sam2flow.core.types import Subsequence
+from sam2flow.io.storage import StorageError
+from sam2flow.io.video import VideoError, VideoProbe, _command, _range_input, _telling_line
+
+LAYOUT = "frames.json"
+DATA = "frames.yuv"
+SAM2_INPUT_SIZE = 1024
+"""The input size of every SAM2 and SAM2.1 model config (`segmenter.image_size` rebuilds a model for another)."""
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """What ``frames.json`` says: how many frames, their stored size, and the source frame size."""
+
+    count: int
+    width: int
+    height: int
+    source_width: int
+    source_height: int
+    format: str = "yuv420p"
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * 3 // 2
+
+
+def frame_limit(cfg: PipelineConfig) -> int:
+    """The largest frame side segmentation needs: SAM2's input size, or the detector's when that is larger."""
+    sizes = [cfg.segmenter.image_size or SAM2_INPUT_SIZE]
+    if cfg.detector.enabled:
+        sizes.append(cfg.detector.image_size)
+    if cfg.finetune.enabled:
+        sizes.append(cfg.finetune.image_size)
+    return max(sizes)
+
+
+def stored_bytes(width: int, height: int, limit: int) -> int:
+    """The size of one stored frame of a ``width`` x ``height`` source."""
+    w, h = stored_size(width, height, limit)
+    return w * h * 3 // 2
+
+
+def stored_size(width: int, height: int, limit: int) -> tuple[int, int]:
+    """Each dimension at most ``limit`` (the model's input size), rounded down to even (YUV 4:2:0)."""
+    return max(2, min(width, limit) // 2 * 2), max(2, min(height, limit) // 2 * 2)
+
+
+def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, limit: int) -> StoredFrames:
+    """Decode the subsequence's frames (frame-accurate, see `_range_input`) into ``out_dir/frames.yuv``, scaled so
+    that neither dimension exceeds ``limit``, and describe them in ``frames.json`` (written last).
+
+    Raises:
+        VideoError: If ffmpeg fails or writes a different number of frames.
+        StorageError: If the disk is full.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / LAYOUT).unlink(missing_ok=True)
+    width, height = stored_size(info.width, info.height, limit)
+    stream = _range_input(video, info, sub.start, sub.length)
+    if (width, height) != (info.width, info.height):
+        stream = stream.filter("scale", width, height)
+    stream = stream.output(
+        str(out_dir / DATA), format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough", **{"frames:v": sub.length}
+    )
+    proc = subprocess.run(_command(stream), capture_output=True, text=True)
+    what = f"frames {sub.start}-{sub.stop - 1} of {video}"
+    if proc.returncode != 0 and "No space left on device" in proc.stderr:
+        raise StorageError(
+            f"no space left in {out_dir} while extracting {what}: free some space there, or set output.work_dir "
+            "to a folder on a larger disk"
+        )
+    if proc.returncode != 0:
+        raise VideoError(
+            f"ffmpeg could not extract {what}: the file may be truncated or corrupt; check it or re-encode it "
+            f"(ffmpeg: {_telling_line(proc.stderr)})"
+        )
+    layout = StoredFrames(sub.length, width, height, info.width, info.height)
+    written = (out_dir / DATA).stat().st_size // layout.frame_bytes
+    if written != sub.length:
+        raise VideoError(
+            f"extracting {what} gave {written} frames, expected {sub.length}; the file may be truncated or have a "
+            "variable frame rate that ffprobe misreports"
+        )
+    (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
+    return layout
+
+
+def read_layout(frames_dir: Path) -> StoredFrames | None:
+    """The folder's ``frames.json``, or None for a folder of JPEGs."""
+    path = frames_dir / LAYOUT
+    return StoredFrames(**json.loads(path.read_text())) if path.is_file() else None
+
+
+class FrameReader:
+    """Random access to a folder's frames as RGB ``(H, W, 3)`` uint8 at their stored size, and the source size."""
+
+    def __init__(self, frames_dir: Path) -> None:
+        self.layout = read_layout(frames_dir)
+        if self.layout is not None:
+            lay = self.layout
+            shape = (lay.count, lay.height * 3 // 2, lay.width)
+            self._yuv: np.ndarray | None = np.memmap(frames_dir / DATA, np.uint8, "r", shape=shape)
+            self.count, self.source_width, self.source_height = lay.count, lay.source_width, lay.source_height
+            return
+        self._yuv = None
+        self._jpegs = sorted(frames_dir.glob("*.jpg"))
+        if not self._jpegs:
+            raise FileNotFoundError(f"no frames in {frames_dir} (neither {LAYOUT} nor JPEGs)")
+        self.count = len(self._jpegs)
+        self.source_height, self.source_width = _jpeg_size(self._jpegs[0])
+
+    def rgb(self, index: int) -> np.ndarray:
+        """Frame ``index`` (local) as RGB at its stored size."""
+        if self._yuv is not None:
+            rgb: np.ndarray = cv2.cvtColor(np.asarray(self._yuv[index]), cv2.COLOR_YUV2RGB_I420)
+            return rgb
+        bgr = cv2.imread(str(self._jpegs[index]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise VideoError(f"{self._jpegs[index]} is not a readable JPEG")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return rgb
+
+    def close(self) -> None:
+        self._yuv = None
+
+
+def _jpeg_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a JPEG from its header."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width

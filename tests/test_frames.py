@@ -1,0 +1,132 @@
+"""The frame store between extraction and segmentation: frames scaled to the models' size by ffmpeg, frame-accurate,
+loaded for SAM2 as SAM2's own loader would, and read by the detector at its own size with boxes in source pixels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2flow.core.types import Detections, Subsequence
+from sam2flow.io.frames import FrameReader, extract_frames, read_layout, stored_size
+from sam2flow.io.video import probe
+from tests.synth import Square, read_index, with_rotation, write_clip
+
+SQUARE = Square((230, 40, 40), y=60, x0=20, speed=3.0, size=50)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("frames") / "clip.mp4", frames=40, squares=(SQUARE,))
+
+
+def _sub(start: int, length: int) -> Subsequence:
+    return Subsequence(index=0, start=start, stop=start + length)
+
+
+def test_stored_size_caps_each_side_and_keeps_it_even() -> None:
+    assert stored_size(1920, 1080, 1024) == (1024, 1024)
+    assert stored_size(960, 540, 1024) == (960, 540)  # never scaled up
+    assert stored_size(1280, 720, 1024) == (1024, 720)
+    assert stored_size(321, 241, 1024) == (320, 240)
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_frames_are_scaled_frame_accurate_and_keep_the_source_size(clip: Path, tmp_path: Path, rotation: int) -> None:
+    """Frames 13..24 of the clip (a seek into the middle), stored at most 128 px a side: each is the right frame,
+    and the layout keeps the display size of the source (rotated sources included)."""
+    video = with_rotation(clip, tmp_path / "rotated.mp4", rotation) if rotation else clip
+    info = probe(str(video))
+    layout = extract_frames(str(video), info, _sub(13, 12), tmp_path / "store", limit=128)
+    assert read_layout(tmp_path / "store") == layout
+    assert (layout.count, layout.source_width, layout.source_height) == (12, info.width, info.height)
+    assert (layout.width, layout.height) == (128, 128)
+    reader = FrameReader(tmp_path / "store")
+    for k in range(12):
+        upright = reader.rgb(k)
+        if rotation:  # back to the clip's own orientation to read the index blocks
+            upright = cv2.rotate(upright, cv2.ROTATE_90_CLOCKWISE)
+        assert read_index(cv2.resize(upright, (320, 240), interpolation=cv2.INTER_CUBIC)) == 13 + k
+
+
+def test_a_broken_file_is_one_clear_error(tmp_path: Path, clip: Path) -> None:
+    from sam2flow.io.video import VideoError
+
+    info = probe(str(clip))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    with pytest.raises(VideoError, match=r"broken\.mp4"):
+        extract_frames(str(broken), info, _sub(30, 10), tmp_path / "store", limit=128)
+    assert read_layout(tmp_path / "store") is None  # never looks complete
+
+
+def _jpegs(video: Path, folder: Path, start: int, count: int, size: tuple[int, int] | None = None) -> Path:
+    """Frames ``start`` … of ``video`` as JPEGs the way SAM2's README extracts them (``-q:v 2``), optionally scaled."""
+    folder.mkdir(parents=True)
+    vf = f"select=between(n\\,{start}\\,{start + count - 1})" + (f",scale={size[0]}:{size[1]}" if size else "")
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-vf", vf, "-fps_mode", "passthrough",
+           "-q:v", "2", "-start_number", "0", str(folder / "%05d.jpg")]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    return folder
+
+
+def test_loader_matches_sam2s_own(clip: Path, tmp_path: Path) -> None:
+    """On the same JPEGs, sam2flow's loader gives SAM2's own tensor (to float rounding); from the frame store it
+    gives nearly the same tensor as SAM2's loader on full-size JPEGs, with the source size."""
+    import torch
+    from sam2.utils.misc import load_video_frames
+
+    from sam2flow.models.frames import load_frames
+
+    size = 128
+    square = _jpegs(clip, tmp_path / "square", 5, 6, (size, size))
+    theirs, h, w = load_video_frames(str(square), size, True, compute_device=torch.device("cpu"))
+    ours = load_frames(square, size)
+    assert (ours.height, ours.width) == (h, w) == (size, size)
+    assert torch.allclose(ours.images, theirs, atol=1e-5)
+
+    full = _jpegs(clip, tmp_path / "full", 5, 6)
+    theirs, h, w = load_video_frames(str(full), size, True, compute_device=torch.device("cpu"))
+    extract_frames(str(clip), probe(str(clip)), _sub(5, 6), tmp_path / "store", limit=size)
+    ours = load_frames(tmp_path / "store", size)
+    assert (ours.height, ours.width) == (h, w) == (240, 320)
+    diff = (ours.images - theirs).abs()
+    assert float(diff.mean()) < 0.05, float(diff.mean())  # normalised units (one grey level is about 0.017)
+
+
+class _SquareFinder:
+    """Test double for YOLO: finds the red square in the image it is given (RGB), in that image's pixels."""
+
+    names: ClassVar[dict[int, str]] = {0: "square"}
+    image_size = 64
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        ys, xs = np.nonzero((image[:, :, 0] > 150) & (image[:, :, 1] < 100))
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        self.seen = image.shape
+        return Detections(box, np.ones(1, np.float32), np.zeros(1, np.int64), ("square",))
+
+
+def test_detector_sees_the_source_aspect_at_its_size_and_answers_in_source_pixels(clip: Path, tmp_path: Path) -> None:
+    from sam2flow.models.detector import StoredFrameDetector
+
+    extract_frames(str(clip), probe(str(clip)), _sub(10, 4), tmp_path / "store", limit=128)  # stored 128x128
+    finder = _SquareFinder()
+    found = StoredFrameDetector(finder)(tmp_path / "store" / "00002.jpg")  # type: ignore[arg-type]
+    assert finder.seen == (48, 64, 3)  # 320x240 scaled to 64 on its longest side
+    x0, y0, x1, y1 = SQUARE.box(12)
+    assert np.allclose(found.boxes[0], [x0, y0, x1, y1], atol=6), found.boxes  # a few source px (5x smaller image)
+
+
+def test_finetune_and_studio_folders_of_jpegs_still_load(clip: Path, tmp_path: Path) -> None:
+    """A folder of full-size JPEGs (fine-tuning, the studio) reads as before: its own size is the source size."""
+    folder = _jpegs(clip, tmp_path / "jpegs", 0, 3)
+    reader = FrameReader(folder)
+    assert (reader.count, reader.source_width, reader.source_height) == (3, 320, 240)
+    assert read_index(reader.rgb(2)) == 2
+    shutil.rmtree(folder)
