@@ -30,7 +30,9 @@ class VideoConfig(_Section):
     max_frames: Annotated[int | None, Field(ge=1)] = Field(
         None, description="Process only the first N frames (all frames when empty). Outputs then cover N frames."
     )
-    jpeg_quality: int = Field(2, ge=1, le=31, description="ffmpeg -q:v for extracted JPEGs (1 best, 31 worst).")
+    jpeg_quality: int = Field(
+        2, ge=1, le=31, description="ffmpeg -q:v of the JPEGs written to fine-tune the detector (1 best, 31 worst)."
+    )
     max_pixels: int = Field(
         4096 * 2304,
         ge=64 * 64,
@@ -261,7 +263,11 @@ class OutputConfig(_Section):
     work_dir: str | None = Field(
         None, description="Local folder for extracted JPEGs; a temporary folder under the system temp dir when empty."
     )
-    keep_frames: bool = Field(False, description="Keep the extracted JPEGs after a subsequence is segmented.")
+    keep_frames: bool = Field(
+        False,
+        description="Keep each subsequence's stored frames (frames.yuv, scaled to the models' input, and "
+        "frames.json) after it is segmented.",
+    )
 
 
 class RuntimeConfig(_Section):
@@ -332,13 +338,15 @@ class PipelineConfig(_Section):
 
         Left out, because no mask depends on them: how many frames are processed (each part file is named by its
         frame range), the detector's settings when it is off (and its model when fine-tuning replaces it),
-        fine-tuning when it is off, where decoded frames are kept, and zones unless they filter prompts (otherwise
+        fine-tuning when it is off (and the JPEG quality of its training images), where decoded frames are kept,
+        and zones unless they filter prompts (otherwise
         they only decide events, which are rebuilt from the masks). The checkpoints' contents are added to the
         digest where they are resolved (`sam2flow.pipeline.part_digest`). With ``prompts=False`` the manual prompts
         are left out too: part files are keyed by the prompts inside each subsequence (`sam2flow.job.span_keys`).
         """
+        jpeg = () if self.finetune.enabled else ("jpeg_quality",)  # JPEGs are only written to train a detector
         relevant: dict[str, Any] = {
-            "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels"}),
+            "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels", *jpeg}),
             "chunking": self.chunking.model_dump(mode="json"),
             "prompts": [p.model_dump(mode="json") for p in self.prompts] if prompts else None,
             "segmenter": self.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),

@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
 from sam2flow.io import lock, storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
-from sam2flow.io.frames import extract_frames, frame_limit
+from sam2flow.io.frames import FrameStream, extract_frames, frame_limit
 from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
 from sam2flow.io.video import concat_videos, frame_times, probe
@@ -140,16 +141,41 @@ def claim(job: VideoJob, wait: bool = False) -> Iterator[None]:
 
 def discard_work(job: VideoJob) -> None:
     """Remove a run's work folder (extracted frames, render pieces): after it fails or is stopped."""
+    close_streams(job)
     shutil.rmtree(job.work_dir, ignore_errors=True)
 
 
-def extract(job: VideoJob, index: int, cfg: PipelineConfig) -> ExtractResult:
-    """Store one subsequence's frames (scaled to what the models need), unless its part file is already complete."""
+_STREAMS: dict[str, FrameStream] = {}
+_STREAMS_LOCK = threading.Lock()
+
+
+def extract(job: VideoJob, index: int, cfg: PipelineConfig, stream: bool = True) -> ExtractResult:
+    """Store one subsequence's frames (scaled to what the models need), unless its part file is already complete.
+
+    With one extraction worker (and ``stream``), subsequences are cut in order from one decoder per run
+    (`FrameStream`, closed by `close_streams`); otherwise each is decoded on its own, seeking to its start.
+    """
     t0 = time.perf_counter()
     if job.part_done(index):
         return ExtractResult(index, skipped=True, seconds=0.0)
-    extract_frames(job.local_video, job.info, job.plan[index], job.frames_dir(index), frame_limit(cfg))
+    sub, folder, limit = job.plan[index], job.frames_dir(index), frame_limit(cfg)
+    if stream and cfg.runtime.extract_workers == 1:
+        with _STREAMS_LOCK:
+            if job.work_dir not in _STREAMS:
+                _STREAMS[job.work_dir] = FrameStream(job.local_video, job.info, limit, cfg.chunking.overlap)
+            decoder = _STREAMS[job.work_dir]
+        decoder.extract(sub, folder)
+    else:
+        extract_frames(job.local_video, job.info, sub, folder, limit)
     return ExtractResult(index, skipped=False, seconds=time.perf_counter() - t0)
+
+
+def close_streams(job: VideoJob) -> None:
+    """End the run's frame decoder (`extract`), once every subsequence is extracted or the run stops."""
+    with _STREAMS_LOCK:
+        decoder = _STREAMS.pop(job.work_dir, None)
+    if decoder is not None:
+        decoder.close()
 
 
 def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentStats:
@@ -207,7 +233,7 @@ def extract_and_segment(job: VideoJob, index: int, cfg: PipelineConfig) -> Segme
         return SegmentResult(index, reused=True, host=host, pid=pid)
     if not Path(job.local_video).is_file():
         job = replace(job, local_video=str(storage.localize(job.video, storage.cache_root() / "inputs")))
-    extract(job, index, cfg)
+    extract(job, index, cfg, stream=False)  # subsequences arrive here in any order, from any machine
     return replace(segment(job, index, cfg), host=host, pid=pid)
 
 
@@ -221,6 +247,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
     This is where a run starts replacing the outputs of an earlier one, so the earlier ``_SUCCESS`` goes first.
     """
     t0 = time.perf_counter()
+    close_streams(job)  # every subsequence is extracted by now
     storage.remove(job.output(SUCCESS))
     times = _times(job)
     target = VideoTables(

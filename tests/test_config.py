@@ -87,4 +87,5 @@ def test_digest_covers_exactly_what_changes_the_masks() -> None:
     tuned = ["finetune.enabled=true", "prompts=[{frame: 0, box: [0, 0, 10, 10]}]"]
     assert load_config(None, tuned).digest() != load_config(None, [*tuned, "finetune.epochs=3"]).digest()
     assert load_config(None, tuned).digest() == load_config(None, [*tuned, "detector.model=yolo11s"]).digest()
-    assert base.digest() != load_config(None, ["video.jpeg_quality=5"]).digest()
+    assert base.digest() == load_config(None, ["video.jpeg_quality=5"]).digest()  # JPEGs only train a detector
+    assert load_config(None, tuned).digest() != load_config(None, [*tuned, "video.jpeg_quality=5"]).digest()

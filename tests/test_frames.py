@@ -130,3 +130,36 @@ def test_finetune_and_studio_folders_of_jpegs_still_load(clip: Path, tmp_path: P
     assert (reader.count, reader.source_width, reader.source_height) == (3, 320, 240)
     assert read_index(reader.rgb(2)) == 2
     shutil.rmtree(folder)
+
+
+def test_a_stream_cuts_the_same_frames_as_seeking(clip: Path, tmp_path: Path) -> None:
+    """Subsequences cut in order from one decoder (the frames they share kept, not decoded twice), then one out of
+    order (the stream reopens at its start): byte for byte what seeking to each start gives."""
+    from sam2flow.core.planning import plan_subsequences
+    from sam2flow.io.frames import DATA, FrameStream
+
+    info = probe(str(clip))
+    plan = plan_subsequences(40, 16, 4)
+    stream = FrameStream(str(clip), info, 128, keep=4)
+    try:
+        for sub in [*plan, plan[1], plan[-1]]:
+            cut = stream.extract(sub, tmp_path / "cut")
+            sought = extract_frames(str(clip), info, sub, tmp_path / "sought", limit=128)
+            assert cut == sought
+            assert (tmp_path / "cut" / DATA).read_bytes() == (tmp_path / "sought" / DATA).read_bytes(), sub
+            assert read_index(cv2.resize(FrameReader(tmp_path / "cut").rgb(0), (320, 240))) == sub.start
+    finally:
+        stream.close()
+    assert stream.proc is None
+
+
+def test_a_stream_over_a_truncated_file_fails_naming_it(clip: Path, tmp_path: Path) -> None:
+    from sam2flow.io.frames import FrameStream
+    from sam2flow.io.video import VideoError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    stream = FrameStream(str(broken), probe(str(clip)), 128, keep=4)
+    with pytest.raises(VideoError, match=r"broken\.mp4"):
+        stream.extract(_sub(0, 40), tmp_path / "store")
+    assert read_layout(tmp_path / "store") is None and stream.proc is None

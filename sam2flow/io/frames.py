@@ -9,10 +9,14 @@ studio or for fine-tuning) is read too.
 
 from __future__ import annotations
 
+import collections
+import errno
 import json
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -103,6 +107,90 @@ def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path
         )
     (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
     return layout
+
+
+class FrameStream:
+    """One ffmpeg decoding a video, scaled as `extract_frames` scales it, from which consecutive subsequences are
+    cut in order: each seek to a subsequence's start would decode again from the keyframe before it (up to several
+    seconds of video), and the frames two subsequences share are kept instead of decoded twice. A subsequence that
+    does not follow on reopens the stream at its start. `close` ends the ffmpeg process. One thread at a time."""
+
+    SKIP = 256
+    """Frames the stream decodes and drops to reach a later start, before it seeks instead."""
+
+    def __init__(self, video: str, info: VideoProbe, limit: int, keep: int) -> None:
+        self.video, self.info, self.keep = video, info, keep
+        self.width, self.height = stored_size(info.width, info.height, limit)
+        self.frame_bytes = self.width * self.height * 3 // 2
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.errors: Any = None
+        self.next = 0  # index of the next frame the pipe gives
+        self.tail: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=max(keep, 1))
+
+    def _open(self, start: int) -> None:
+        self.close()
+        stream = _range_input(self.video, self.info, start, None)
+        if (self.width, self.height) != (self.info.width, self.info.height):
+            stream = stream.filter("scale", self.width, self.height)
+        stream = stream.output("pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close)
+        self.proc = subprocess.Popen(_command(stream), stdout=subprocess.PIPE, stderr=self.errors)
+        self.next = start
+        self.tail.clear()
+
+    def _read(self, sub: Subsequence) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        data = self.proc.stdout.read(self.frame_bytes)
+        if len(data) < self.frame_bytes:
+            self.proc.wait()
+            self.errors.seek(0)
+            why = _telling_line(self.errors.read().decode(errors="replace")) if self.proc.returncode else "it ended"
+            self.close()
+            raise VideoError(
+                f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {self.video} (stopped at frame "
+                f"{self.next}): the file may be truncated or corrupt; check it or re-encode it (ffmpeg: {why})"
+            )
+        frame = self.next
+        self.next += 1
+        self.tail.append((frame, data))
+        return data
+
+    def extract(self, sub: Subsequence, out_dir: Path) -> StoredFrames:
+        """What `extract_frames` writes for ``sub``, cut from the stream."""
+        first_kept = self.tail[0][0] if self.tail else self.next
+        if self.proc is None or not first_kept <= sub.start <= self.next + self.SKIP:
+            self._open(sub.start)
+        while self.next < sub.start:
+            self._read(sub)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / LAYOUT).unlink(missing_ok=True)
+        try:
+            with open(out_dir / DATA, "wb") as out:
+                for _, data in [(f, d) for f, d in self.tail if sub.start <= f < sub.stop]:
+                    out.write(data)
+                while self.next < sub.stop:
+                    out.write(self._read(sub))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise StorageError(
+                f"no space left in {out_dir} while extracting frames {sub.start}-{sub.stop - 1} of {self.video}: "
+                "free some space there, or set output.work_dir to a folder on a larger disk"
+            ) from exc
+        layout = StoredFrames(sub.length, self.width, self.height, self.info.width, self.info.height)
+        (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
+        return layout
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if self.errors is not None:
+            self.errors.close()
+            self.errors = None
 
 
 def read_layout(frames_dir: Path) -> StoredFrames | None:
