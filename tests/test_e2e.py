@@ -412,6 +412,7 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> 
     part files: nothing a worker did before (Ultralytics resetting torch's thread count on its first prediction was
     one such thing) changes the masks or scores."""
     from sam2flow import pipeline
+    from sam2flow.models.detector import StoredFrameDetector
     from sam2flow.runtime import detector_on, pool_for, segmenter_on
     from sam2flow.segment import SegmentSettings, segment_subsequence
 
@@ -422,14 +423,14 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> 
     }
     jobs = {k: pipeline.prepare(str(v), str(tmp_path / "out"), cfg) for k, v in clips.items()}
     for job in jobs.values():
-        pipeline.extract(job, 0, cfg)
+        pipeline.extract(job, 0, cfg, stream=False)
 
     def segment(key: str, n: int) -> pq.Table:
         job, uri = jobs[key], str(tmp_path / f"{key}-{n}.parquet")
         with pool_for(cfg.runtime).acquire() as slot:
 
             def work() -> None:
-                detector = detector_on(slot, job.yolo, cfg.detector) if job.yolo else None
+                detector = StoredFrameDetector(detector_on(slot, job.yolo, cfg.detector)) if job.yolo else None
                 segment_subsequence(segmenter_on(slot, job.sam2, cfg.segmenter), detector, job.frames_dir(0),
                                     job.plan[0], SegmentSettings.from_config(cfg), uri,
                                     class_names=detector.names if detector else None)  # fmt: skip

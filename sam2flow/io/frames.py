@@ -23,8 +23,7 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.core.types import Subsequence
-from sam2flow.io.storage import StorageError
-from sam2flow.io.video import VideoError, VideoProbe, _command, _range_input, _telling_line
+from sam2flow.io.video import VideoError, VideoProbe, _command, _range_input, extraction_error
 
 LAYOUT = "frames.json"
 DATA = "frames.yuv"
@@ -88,16 +87,8 @@ def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path
     )
     proc = subprocess.run(_command(stream), capture_output=True, text=True)
     what = f"frames {sub.start}-{sub.stop - 1} of {video}"
-    if proc.returncode != 0 and "No space left on device" in proc.stderr:
-        raise StorageError(
-            f"no space left in {out_dir} while extracting {what}: free some space there, or set output.work_dir "
-            "to a folder on a larger disk"
-        )
     if proc.returncode != 0:
-        raise VideoError(
-            f"ffmpeg could not extract {what}: the file may be truncated or corrupt; check it or re-encode it "
-            f"(ffmpeg: {_telling_line(proc.stderr)})"
-        )
+        raise extraction_error(video, sub, out_dir, proc.stderr)
     layout = StoredFrames(sub.length, width, height, info.width, info.height)
     written = (out_dir / DATA).stat().st_size // layout.frame_bytes
     if written != sub.length:
@@ -138,18 +129,15 @@ class FrameStream:
         self.next = start
         self.tail.clear()
 
-    def _read(self, sub: Subsequence) -> bytes:
+    def _read(self, sub: Subsequence, out_dir: Path) -> bytes:
         assert self.proc is not None and self.proc.stdout is not None
         data = self.proc.stdout.read(self.frame_bytes)
         if len(data) < self.frame_bytes:
             self.proc.wait()
             self.errors.seek(0)
-            why = _telling_line(self.errors.read().decode(errors="replace")) if self.proc.returncode else "it ended"
+            stderr = self.errors.read().decode(errors="replace") if self.proc.returncode else ""
             self.close()
-            raise VideoError(
-                f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {self.video} (stopped at frame "
-                f"{self.next}): the file may be truncated or corrupt; check it or re-encode it (ffmpeg: {why})"
-            )
+            raise extraction_error(self.video, sub, out_dir, stderr, f" (stopped at frame {self.next})")
         frame = self.next
         self.next += 1
         self.tail.append((frame, data))
@@ -161,7 +149,7 @@ class FrameStream:
         if self.proc is None or not first_kept <= sub.start <= self.next + self.SKIP:
             self._open(sub.start)
         while self.next < sub.start:
-            self._read(sub)
+            self._read(sub, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / LAYOUT).unlink(missing_ok=True)
         try:
@@ -169,14 +157,11 @@ class FrameStream:
                 for _, data in [(f, d) for f, d in self.tail if sub.start <= f < sub.stop]:
                     out.write(data)
                 while self.next < sub.stop:
-                    out.write(self._read(sub))
+                    out.write(self._read(sub, out_dir))
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            raise StorageError(
-                f"no space left in {out_dir} while extracting frames {sub.start}-{sub.stop - 1} of {self.video}: "
-                "free some space there, or set output.work_dir to a folder on a larger disk"
-            ) from exc
+            raise extraction_error(self.video, sub, out_dir, "No space left on device") from exc
         layout = StoredFrames(sub.length, self.width, self.height, self.info.width, self.info.height)
         (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
         return layout

@@ -179,16 +179,8 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
         **{"frames:v": sub.length, "fps_mode": "passthrough", "q:v": jpeg_quality, "start_number": 0},
     )
     proc = subprocess.run(_command(stream), capture_output=True, text=True)
-    if proc.returncode != 0 and "No space left on device" in proc.stderr:
-        raise StorageError(
-            f"no space left in {out_dir} while extracting frames {sub.start}-{sub.stop - 1} of {video}: free some "
-            "space there, or set output.work_dir to a folder on a larger disk"
-        )
     if proc.returncode != 0:
-        raise VideoError(
-            f"ffmpeg could not extract frames {sub.start}-{sub.stop - 1} of {video}: the file may be truncated or "
-            f"corrupt; check it or re-encode it (ffmpeg: {_telling_line(proc.stderr)})"
-        )
+        raise extraction_error(video, sub, out_dir, proc.stderr)
     written = len(list(out_dir.glob("*.jpg")))
     if written != sub.length:
         raise VideoError(
@@ -196,6 +188,21 @@ def extract_subsequence(video: str, info: VideoProbe, sub: Subsequence, out_dir:
             "the file may be truncated or have a variable frame rate that ffprobe misreports"
         )
     return written
+
+
+def extraction_error(video: str, sub: Subsequence, out_dir: Path, stderr: str, where: str = "") -> InputError:
+    """The error for a failed extraction of ``sub`` into ``out_dir``: the folder is full (``stderr`` says so), or
+    else the input is broken (``where``: e.g. the frame it stopped at)."""
+    what = f"frames {sub.start}-{sub.stop - 1} of {video}"
+    if "No space left on device" in stderr:
+        return StorageError(
+            f"no space left in {out_dir} while extracting {what}: free some space there, or set output.work_dir to "
+            "a folder on a larger disk"
+        )
+    return VideoError(
+        f"ffmpeg could not extract {what}{where}: the file may be truncated or corrupt; check it or re-encode it "
+        f"(ffmpeg: {_telling_line(stderr) if stderr.strip() else 'it ended early'})"
+    )
 
 
 _TELLING = ("partial file", "Invalid data", "moov atom not found", "No such file", "Permission denied", "truncat")
