@@ -60,12 +60,20 @@ def frame_limit(cfg: PipelineConfig) -> int:
 def stored_bytes(width: int, height: int, limit: int) -> int:
     """The size of one stored frame of a ``width`` x ``height`` source."""
     w, h = stored_size(width, height, limit)
-    return w * h * 3 // 2
+    return StoredFrames(1, w, h, width, height).frame_bytes
 
 
 def stored_size(width: int, height: int, limit: int) -> tuple[int, int]:
     """Each dimension at most ``limit`` (the model's input size), rounded down to even (YUV 4:2:0)."""
     return max(2, min(width, limit) // 2 * 2), max(2, min(height, limit) // 2 * 2)
+
+
+def _scaled_input(video: str, info: VideoProbe, start: int, count: int | None, width: int, height: int) -> Any:
+    """The video from frame ``start`` on (see `_range_input`), scaled to ``width`` x ``height`` when that differs."""
+    stream = _range_input(video, info, start, count)
+    if (width, height) != (info.width, info.height):
+        stream = stream.filter("scale", width, height)
+    return stream
 
 
 def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, limit: int) -> StoredFrames:
@@ -79,10 +87,7 @@ def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / LAYOUT).unlink(missing_ok=True)
     width, height = stored_size(info.width, info.height, limit)
-    stream = _range_input(video, info, sub.start, sub.length)
-    if (width, height) != (info.width, info.height):
-        stream = stream.filter("scale", width, height)
-    stream = stream.output(
+    stream = _scaled_input(video, info, sub.start, sub.length, width, height).output(
         str(out_dir / DATA), format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough", **{"frames:v": sub.length}
     )
     proc = subprocess.run(_command(stream), capture_output=True, text=True)
@@ -112,7 +117,7 @@ class FrameStream:
     def __init__(self, video: str, info: VideoProbe, limit: int, keep: int) -> None:
         self.video, self.info, self.keep = video, info, keep
         self.width, self.height = stored_size(info.width, info.height, limit)
-        self.frame_bytes = self.width * self.height * 3 // 2
+        self.frame_bytes = stored_bytes(info.width, info.height, limit)
         self.proc: subprocess.Popen[bytes] | None = None
         self.errors: Any = None
         self.next = 0  # index of the next frame the pipe gives
@@ -120,9 +125,7 @@ class FrameStream:
 
     def _open(self, start: int) -> None:
         self.close()
-        stream = _range_input(self.video, self.info, start, None)
-        if (self.width, self.height) != (self.info.width, self.info.height):
-            stream = stream.filter("scale", self.width, self.height)
+        stream = _scaled_input(self.video, self.info, start, None, self.width, self.height)
         stream = stream.output("pipe:", format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough")
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close)
         self.proc = subprocess.Popen(_command(stream), stdout=subprocess.PIPE, stderr=self.errors)
@@ -154,8 +157,9 @@ class FrameStream:
         (out_dir / LAYOUT).unlink(missing_ok=True)
         try:
             with open(out_dir / DATA, "wb") as out:
-                for _, data in [(f, d) for f, d in self.tail if sub.start <= f < sub.stop]:
-                    out.write(data)
+                for frame, data in list(self.tail):
+                    if sub.start <= frame < sub.stop:
+                        out.write(data)
                 while self.next < sub.stop:
                     out.write(self._read(sub, out_dir))
         except OSError as exc:
