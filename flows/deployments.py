@@ -48,6 +48,7 @@ def build_deployments(
     pattern: str = "*.mp4",
     cron: str | None = None,
     work_pool: str | None = None,
+    limit: int = 1,
 ) -> list[Any]:
     """The process_video deployment (UI runs and new-video events) and the process_archive deployment.
 
@@ -58,12 +59,20 @@ def build_deployments(
             process_video writes by default, and new-video events are only taken for videos under ``source``.
         cron: Cron schedule of process_archive (e.g. ``0 2 * * *``); none when empty.
         work_pool: Run through this work pool (scaled-out setup) instead of the serving process.
+        limit: process_video runs at once (each loads the models on every GPU it uses; more wait, queued by the
+            server); process_archive runs one at a time (its videos already share one set of workers).
     """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    def queued(n: int) -> ConcurrencyLimitConfig:
+        return ConcurrencyLimitConfig(limit=n, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
     cfg = config.model_dump(mode="json")
     video = process_video.to_deployment(
         name=DEPLOYMENT.split("/", 1)[1],
         parameters={"config": cfg, **({"out": out} if out else {})},
         triggers=[new_video_trigger(source)] if source else [],
+        concurrency_limit=queued(limit),
         description="Segment and track every object of one video.",
         tags=["sam2flow"],
         work_pool_name=work_pool,
@@ -77,6 +86,7 @@ def build_deployments(
         name="sam2flow-archive",
         parameters=archive_params,
         cron=cron,
+        concurrency_limit=queued(1),
         description="Process every new video of an archive; finished ones are skipped.",
         tags=["sam2flow"],
         work_pool_name=work_pool,

@@ -73,7 +73,9 @@ class ArchiveOutcome:
     message: str
 
 
-def run_archive(source: str, out: str, pattern: str, config: PipelineConfig, max_in_flight: int) -> ArchiveOutcome:
+def run_archive(
+    source: str, out: str, pattern: str, config: PipelineConfig, max_in_flight: int | None
+) -> ArchiveOutcome:
     """Run `process_archive` over every matching video of ``source``."""
     from sam2flow.flows.process_archive import process_archive
 
@@ -88,12 +90,16 @@ def run_archive(source: str, out: str, pattern: str, config: PipelineConfig, max
     return ArchiveOutcome(reports, state.message or "")
 
 
-def serve(config: PipelineConfig, source: str | None, out: str | None, pattern: str, cron: str | None) -> None:
-    """Serve the process_video and process_archive deployments from this machine until interrupted."""
+def serve(
+    config: PipelineConfig, source: str | None, out: str | None, pattern: str, cron: str | None, limit: int
+) -> None:
+    """Serve the process_video and process_archive deployments from this machine until interrupted, running at most
+    ``limit`` flow runs at once (the others wait, scheduled, and start as runs finish)."""
     from prefect import serve as prefect_serve
 
     from sam2flow.flows.deployments import build_deployments
 
-    deployments = build_deployments(config, source=source, out=out, pattern=pattern, cron=cron)
-    print("serving: " + ", ".join(d.name for d in deployments) + " (Ctrl-C to stop)", flush=True)
-    prefect_serve(*deployments)
+    deployments = build_deployments(config, source=source, out=out, pattern=pattern, cron=cron, limit=limit)
+    names = ", ".join(d.name for d in deployments)
+    print(f"serving: {names}, at most {limit} run(s) at once (Ctrl-C to stop)", flush=True)
+    prefect_serve(*deployments, limit=limit)

@@ -30,6 +30,7 @@ from sam2flow.results import (
     SegmentSummary,
 )
 from sam2flow.runtime import pool_for
+from sam2flow.scheduling import report_demand
 from sam2flow.tasks.extract import extract_task
 from sam2flow.tasks.finalize import finalize_task
 from sam2flow.tasks.prepare import prepare_task
@@ -72,6 +73,11 @@ class _Schedule:
             self.segments[i] = segment_task.submit(self.job, i, self.config, wait_for=after)  # type: ignore[call-overload]
             self.next_index += 1
 
+    def demand(self) -> int:
+        """Subsequences still to segment that could run now (carry mode: the next one, and the one after it)."""
+        left = len(self.job.plan) - len(self.done)
+        return min(left, 2) if self.config.chunking.mode == "carry" else left
+
     def next_result(self) -> SegmentResult:
         """Wait for the next segmentation to finish; on failure raise the cause (an extraction's own error first)."""
         fut = next(iter(as_completed(list(self.segments.values()))))
@@ -103,9 +109,11 @@ def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -
     logger.info("%s: %d subsequence(s) on %d worker(s)", job.video_id, n, pool_for(config.runtime).size)
     schedule = _Schedule(job, config)
     schedule.fill()
+    report_demand(schedule.demand())
     for k in range(1, n + 1):
         schedule.next_result()
         schedule.fill()
+        report_demand(schedule.demand())
         logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
         update_progress_artifact(progress_id, 100.0 * k / n)
         schedule.draw_ready_pieces()
@@ -159,6 +167,7 @@ def process_video(
 def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0: float) -> str:
     """Everything after `prepare`: fine-tuning, segmentation with early render pieces, stitching, render, finalize."""
     logger = get_run_logger()
+    report_demand(1 if config.finetune.enabled else len(job.plan))  # fine-tuning holds one worker
     tuned = finetune_detector(job, config) if config.finetune.enabled else None
     if tuned is not None:
         job = finetuned_job(job, tuned)
@@ -175,6 +184,7 @@ def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0:
         schedule = _Schedule(job, config)  # Ray tasks extract for themselves, and draw no early pieces
         schedule.segmented = segment_on_ray.with_options(task_runner=ray_task_runner(config))(job, config)
         update_progress_artifact(progress_id, 100.0)
+        report_demand(0)
     else:
         schedule = _segment_locally(job, config, progress_id)
     extracted = schedule.extracted

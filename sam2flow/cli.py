@@ -152,7 +152,12 @@ def archive(
     ] = "*.mp4",
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, max=16, help="Videos at once.")] = 2,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            "--max-in-flight", min=1, max=16, help="Videos at once at most; default: as many as keep every worker busy."
+        ),
+    ] = None,
     checkpoint_dir: CheckpointDirOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
@@ -212,10 +217,21 @@ def serve(
         list[str] | None, typer.Option("--output-root", help="Another folder or prefix runs may write (repeatable).")
     ] = None,
     checkpoint_dir: CheckpointDirOpt = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            min=1,
+            max=16,
+            help="Flow runs at once on this machine; more (e.g. a burst of new-video events) wait their turn. Each "
+            "run loads the models on the GPUs it uses; an archive run's videos share one set.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the process_video and process_archive deployments from this machine, without a work pool.
 
-    Runs come from the Prefect UI or API (and the optional cron schedule) and execute here, on this machine's GPUs.
+    Runs come from the Prefect UI or API (and the optional cron schedule) and execute here, on this machine's GPUs,
+    at most --limit at once.
     Their parameters are untrusted: runs may only read videos under --source/--input-root and write under
     --out/--output-root, and name checkpoints by path only under --checkpoint-dir. Needs a Prefect server (set
     PREFECT_API_URL); see infra/README.md for the scaled-out setup with work pools.
@@ -237,7 +253,7 @@ def serve(
     _prefect_env()
     from sam2flow.flows import launch
 
-    launch.serve(cfg, source, out, pattern, cron)
+    launch.serve(cfg, source, out, pattern, cron, limit)
 
 
 @app.command()

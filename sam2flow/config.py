@@ -273,7 +273,12 @@ class OutputConfig(_Section):
 class RuntimeConfig(_Section):
     """Devices and parallelism."""
 
-    device: str = Field("auto", description="'auto' (every CUDA GPU, else the CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    device: str | list[str] = Field(
+        "auto",
+        description="'auto' (every CUDA GPU, else the CPU), 'cpu', 'cuda', 'cuda:N', or a list of them "
+        "(e.g. [cuda:0, cuda:1] or 'cuda:0,cuda:1'): each entry gets workers_per_device workers, so a device named "
+        "twice gets twice the workers.",
+    )
     workers_per_device: int = Field(1, ge=1, le=16, description="Segment workers (model copies) per device.")
     extract_workers: int = Field(1, ge=1, le=16, description="Parallel JPEG extraction jobs (CPU).")
     torch_threads: Annotated[int | None, Field(ge=1)] = Field(
@@ -294,12 +299,18 @@ class RuntimeConfig(_Section):
         None, description="GPUs per Ray segment task: 1 when the cluster has GPUs, else 0, when empty."
     )
 
-    @field_validator("device")
+    @field_validator("device", mode="before")
     @classmethod
-    def _device(cls, v: str) -> str:
-        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"runtime.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
+    def _device(cls, v: Any) -> str | list[str]:
+        entries = [e.strip() for e in v.split(",")] if isinstance(v, str) else v
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
+            raise ValueError(f"runtime.device must be a device name or a list of them, got {v!r}")
+        for e in entries:
+            if not (e in ("cpu", "cuda") or (e.startswith("cuda:") and e[5:].isdigit()) or e == "auto"):
+                raise ValueError(f"runtime.device entries must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {e!r}")
+        if len(entries) > 1 and "auto" in entries:
+            raise ValueError("runtime.device: 'auto' already means every GPU; it cannot be part of a list")
+        return entries[0] if len(entries) == 1 else entries
 
 
 class PipelineConfig(_Section):

@@ -210,7 +210,9 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:
         log.info("subsequence %d/%d: reusing %s", index + 1, len(job.plan), job.part_uri(index))
         return SegmentResult(index, reused=True)
     with pool_for(cfg.runtime).acquire() as slot:
+        started = time.time()
         stats = slot.run(_segment_on_worker, slot, job, index, cfg)
+        held = (round(started, 3), round(time.time(), 3))
     if not cfg.output.keep_frames:
         shutil.rmtree(job.frames_dir(index), ignore_errors=True)
     rss = _rss_mib()
@@ -219,7 +221,7 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:
         index + 1, len(job.plan), stats.objects, stats.frames_with_masks, stats.frames, stats.seconds,
         stats.seconds / max(stats.frames, 1), rss,
     )  # fmt: skip
-    return SegmentResult.from_stats(stats, slot.device, rss)
+    return SegmentResult.from_stats(stats, slot.device, rss, slot.name, held)
 
 
 def extract_and_segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:

@@ -71,10 +71,23 @@ class SegmentResult:
     host: str | None = None
     pid: int | None = None
     """Where it ran (the Ray fan-out records it: tasks run on any node)."""
+    worker: str | None = None
+    """The worker slot that segmented it (``device#index``)."""
+    started: float | None = None
+    ended: float | None = None
+    """When that worker took and gave back the subsequence (Unix seconds): how busy the workers were."""
 
     @classmethod
-    def from_stats(cls, stats: SegmentStats, device: str, rss_mib: float) -> SegmentResult:
-        """The result of a subsequence segmented now."""
+    def from_stats(
+        cls,
+        stats: SegmentStats,
+        device: str,
+        rss_mib: float,
+        worker: str | None = None,
+        held: tuple[float, float] | None = None,
+    ) -> SegmentResult:
+        """The result of a subsequence segmented now (``held``: when its worker took it and gave it back)."""
+        started, ended = held or (None, None)
         return cls(
             index=stats.index,
             reused=False,
@@ -86,6 +99,9 @@ class SegmentResult:
             sam2_seconds=stats.sam2_seconds,
             device=device,
             rss_mib=rss_mib,
+            worker=worker,
+            started=started,
+            ended=ended,
         )
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,8 +31,9 @@ class DeviceError(InputError):
     """The configured device does not exist on this machine."""
 
 
-def available_devices(device: str) -> list[str]:
-    """Devices to run segmentation on: every CUDA GPU for 'auto' (else the CPU), or exactly the one named.
+def available_devices(device: str | Sequence[str]) -> list[str]:
+    """Devices to run segmentation on: every CUDA GPU for 'auto' (else the CPU), or exactly the ones named, in order
+    (a device named twice is listed twice: it gets twice the workers).
 
     Raises:
         DeviceError: When a CUDA device is named that this machine does not have.
@@ -40,14 +41,19 @@ def available_devices(device: str) -> list[str]:
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device == "auto":
+    names = [device] if isinstance(device, str) else list(device)
+    if names == ["auto"]:
         return [f"cuda:{i}" for i in range(count)] or ["cpu"]
-    if device.startswith("cuda"):
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= count:
-            seen = f"{count} CUDA GPU(s) are visible" if count else "no CUDA GPU is visible"
-            raise DeviceError(f"runtime.device is {device!r} but {seen} here; use 'auto', 'cpu' or an existing GPU")
-    return ["cuda:0" if device == "cuda" else device]
+    found = []
+    for name in names:
+        if name.startswith("cuda"):
+            index = int(name.split(":", 1)[1]) if ":" in name else 0
+            if index >= count:
+                seen = f"{count} CUDA GPU(s) are visible" if count else "no CUDA GPU is visible"
+                raise DeviceError(f"runtime.device names {name!r} but {seen} here; use 'auto', 'cpu' or existing GPUs")
+            name = f"cuda:{index}"
+        found.append(name)
+    return found
 
 
 def release_free_memory() -> None:
@@ -77,11 +83,17 @@ class WorkerSlot:
 
     device: str
     index: int
+    """The worker's number on its device."""
     models: dict[Any, Any] = field(default_factory=dict)
     executor: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sam2flow-{self.device}-{self.index}")
+
+    @property
+    def name(self) -> str:
+        """``device#index``, unique in its pool (e.g. ``cuda:1#0``)."""
+        return f"{self.device}#{self.index}"
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on this worker's thread and wait for its result.
@@ -94,25 +106,30 @@ class WorkerSlot:
     def get(self, key: Any, build: Callable[[], T]) -> T:
         """The model cached under ``key``, built on first use (only ever called on the worker's own thread)."""
         if key not in self.models:
-            log.info("worker %s#%d: loading %s", self.device, self.index, key[0] if isinstance(key, tuple) else key)
+            log.info("worker %s: loading %s", self.name, key[0] if isinstance(key, tuple) else key)
             self.models[key] = build()
         model: T = self.models[key]
         return model
 
 
 class WorkerPool:
-    """A bounded set of worker slots; a task holds one slot while it segments."""
+    """A bounded set of worker slots; a task holds one slot while it segments.
+
+    Slots are handed out in the order they were freed, so work spreads over every device and worker.
+    """
 
     def __init__(self, devices: list[str], workers_per_device: int, torch_threads: int | None = None) -> None:
         import torch
 
         self.devices = devices
         self.slots: queue.Queue[WorkerSlot] = queue.Queue()
-        for i in range(workers_per_device):
+        per_device: dict[str, int] = {}
+        for _ in range(workers_per_device):
             for d in devices:
-                self.slots.put(WorkerSlot(device=d, index=i))
+                self.slots.put(WorkerSlot(device=d, index=per_device.get(d, 0)))
+                per_device[d] = per_device.get(d, 0) + 1
         self.size = len(devices) * workers_per_device
-        cpu_workers = sum(1 for d in devices if d == "cpu") * workers_per_device
+        cpu_workers = per_device.get("cpu", 0)
         if cpu_workers:
             threads = torch_threads or max(1, (os.cpu_count() or 1) // cpu_workers)
             torch.set_num_threads(threads)
@@ -131,9 +148,9 @@ _POOLS: dict[tuple[Any, ...], WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def worker_pool(device: str, workers_per_device: int, torch_threads: int | None) -> WorkerPool:
+def worker_pool(device: str | Sequence[str], workers_per_device: int, torch_threads: int | None) -> WorkerPool:
     """The process-wide pool for these settings, so models survive across subsequences and videos."""
-    key = (device, workers_per_device, torch_threads)
+    key = (device if isinstance(device, str) else tuple(device), workers_per_device, torch_threads)
     with _POOLS_LOCK:
         if key not in _POOLS:
             _POOLS[key] = WorkerPool(available_devices(device), workers_per_device, torch_threads)

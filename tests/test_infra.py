@@ -33,6 +33,9 @@ def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
     video = next(d for d in spec["deployments"] if d["name"] == "sam2flow-video")
     assert video["triggers"][0]["expect"] == [NEW_VIDEO_EVENT]
     assert set(video["triggers"][0]["parameters"]) == {"video"}, "an event cannot choose where results go"
+    limits = {d["name"]: d["concurrency_limit"] for d in spec["deployments"]}
+    assert limits["sam2flow-archive"]["limit"] == 1 and limits["sam2flow-video"]["limit"] >= 1
+    assert {lim["collision_strategy"] for lim in limits.values()} == {"ENQUEUE"}, "a burst waits, none is dropped"
     for d in spec["deployments"]:
         env = d["work_pool"]["job_variables"]["env"]
         assert env["SAM2FLOW_INPUT_ROOTS"] and env["SAM2FLOW_OUTPUT_ROOTS"]

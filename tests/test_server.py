@@ -111,10 +111,13 @@ def prefect_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> I
         proc.wait(30)
 
 
-def _serve(api: str, config: Path, home: Path, source: Path, out: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def _serve(
+    api: str, config: Path, home: Path, source: Path, out: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"  # look for scheduled runs every 2 s, not 10 (a quicker test)
     log = home / "serve.log"
-    args = ["serve", "--config", str(config), "--source", str(source), "--out", str(out)]
+    args = ["serve", "--config", str(config), "--source", str(source), "--out", str(out), *extra]
     with open(log, "wb") as f:
         proc = subprocess.Popen(
             [str(VENV_BIN / "sam2flow"), *args], env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT
@@ -224,6 +227,66 @@ def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_p
     finally:
         serve.terminate()
         serve.wait(30)
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of [start, end) spans that overlap."""
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    now = most = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+def test_a_burst_of_new_video_events_waits_for_the_limit(prefect_server: str, tmp_path: Path) -> None:
+    """Ten new-video events at once with `sam2flow serve --limit 2`: every video is processed, never more than two
+    runs at a time (from the flow runs' own start and end times), and the limit is reached."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sam2flow.config import load_config
+    from tests.synth import Square, write_clip
+    from tests.test_archive import TINY
+
+    source, out = tmp_path / "incoming", tmp_path / "out"
+    source.mkdir()
+    videos = [str(write_clip(source / f"cam{i}.mp4", 24, squares=(Square((230, 40, 40), 60, 20 + 3 * i, 1.0, 50),)))
+              for i in range(10)]  # fmt: skip
+    config = tmp_path / "cfg.json"
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, "render.enabled=false", "report.enabled=false"])
+    config.write_text(json.dumps(cfg.model_dump(mode="json")))
+    serve, log = _serve(prefect_server, config, tmp_path, source, out, "--limit", "2")
+    try:
+        deployment = _wait_deployment(prefect_server, "process_video/sam2flow-video", serve, log)
+        assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 2
+        code = ("import sys; from prefect.events import emit_event; from prefect.events.worker import EventsWorker\n"
+                "from sam2flow.flows.deployments import NEW_VIDEO_EVENT\n"
+                "for v in sys.argv[1:]: emit_event(event=NEW_VIDEO_EVENT, resource={'prefect.resource.id': v})\n"
+                "EventsWorker.drain_all(timeout=30)")  # fmt: skip
+        env = {**os.environ, "PREFECT_API_URL": prefect_server}
+        subprocess.run([sys.executable, "-c", code, *videos], env=env, cwd=ROOT, check=True, timeout=120)
+        with temporary_settings({PREFECT_API_URL: prefect_server}), get_client(sync_client=True) as client:
+            only_video = DeploymentFilter(name=DeploymentFilterName(any_=["sam2flow-video"]))
+            deadline = time.monotonic() + 900
+            while True:
+                runs = [r for r in client.read_flow_runs(deployment_filter=only_video, limit=200)
+                        if r.parameters.get("video") in videos]  # fmt: skip
+                if len(runs) == 10 and all(r.state is not None and r.state.is_final() for r in runs):
+                    break
+                assert time.monotonic() < deadline, f"{len(runs)} run(s): {[r.state_name for r in runs]}"
+                time.sleep(3)
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    assert sorted(r.parameters["video"] for r in runs) == sorted(videos)
+    assert all(r.state is not None and r.state.is_completed() for r in runs), [r.state for r in runs]
+    spans = [(r.start_time.timestamp(), r.end_time.timestamp()) for r in runs if r.start_time and r.end_time]
+    assert len(spans) == 10
+    assert _most_at_once(spans) == 2, sorted(spans)
+    assert len(list(out.glob("cam*/_SUCCESS"))) == 10
 
 
 def _post_json(url: str, body: dict[str, Any]) -> Any:

@@ -14,7 +14,7 @@ from sam2flow.config import PipelineConfig
 
 
 def serve(roots: list[str], config: PipelineConfig, base_data: dict[str, Any] | None, host: str, port: int,
-          device: str = "cpu", deployment: str | None = None) -> None:  # fmt: skip
+          device: str | list[str] = "cpu", deployment: str | None = None) -> None:  # fmt: skip
     """Run the studio until interrupted; Run goes through ``deployment`` when a Prefect server serves it."""
     import uvicorn
 

@@ -71,7 +71,7 @@ def _overlay(masks: np.ndarray) -> str:
 class Studio:
     """What the routes share: the roots, the base config, the previewer and the runs started here."""
 
-    def __init__(self, roots: Roots, base: PipelineConfig, base_data: dict[str, Any], device: str,
+    def __init__(self, roots: Roots, base: PipelineConfig, base_data: dict[str, Any], device: str | list[str],
                  deployment: str | None) -> None:  # fmt: skip
         self.roots, self.base, self.base_data, self.deployment = roots, base, base_data, deployment
         self.previewer = Previewer(base, device)
@@ -161,7 +161,7 @@ def _hit(run: Run, frame: int, x: float, y: float) -> int | None:
 
 
 def create_app(roots: list[str], base: PipelineConfig, base_data: dict[str, Any] | None = None,
-               device: str = "cpu", deployment: str | None = runs.DEPLOYMENT) -> FastAPI:  # fmt: skip
+               device: str | list[str] = "cpu", deployment: str | None = runs.DEPLOYMENT) -> FastAPI:  # fmt: skip
     """The studio for these roots; ``base`` (and its YAML data) is the config that Save starts from.
 
     Run goes through ``deployment`` when a Prefect server is configured and serves it (None: always local runs).

@@ -31,7 +31,7 @@ class Previewer:
     previewed: a click on the same frame re-runs only SAM2's prompt encoder and mask decoder. One preview at a time.
     """
 
-    def __init__(self, cfg: PipelineConfig, device: str = "cpu") -> None:
+    def __init__(self, cfg: PipelineConfig, device: str | list[str] = "cpu") -> None:
         self.cfg, self.device = cfg, device
         self._model: Any = None
         self._lock = threading.Lock()
@@ -45,7 +45,7 @@ class Previewer:
             from sam2flow.models.segmenter import Sam2Segmenter
 
             checkpoint = weights.resolve(self.cfg.segmenter.checkpoint, "sam2")
-            device = available_devices(self.device)[0]  # 'auto': the first GPU, else the CPU
+            device = available_devices(self.device)[0]  # the first device listed (auto: the first GPU, else the CPU)
             self._model = Sam2Segmenter(checkpoint, device, self.cfg.segmenter.image_size)
         return self._model
 
