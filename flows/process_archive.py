@@ -14,6 +14,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from sam2flow import stopping
 from sam2flow.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
 from sam2flow.config import PipelineConfig
 from sam2flow.flows.process_video import process_video
@@ -117,6 +118,7 @@ def _run_all(videos: list[str], out: str, config: PipelineConfig, backlog: Backl
         backlog.wake()
 
     while len(reports) < len(videos):
+        stopping.check()  # a stopped archive starts no more videos; the running ones stop by themselves
         while running < min(cap, len(videos) - len(reports)) and backlog.wants_more():
             archive_video_task.submit(next(queue), out, config, backlog.admit()).add_done_callback(on_done)
             running += 1

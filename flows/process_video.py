@@ -23,6 +23,7 @@ from sam2flow.report import report_markdown
 from sam2flow.results import (
     ExtractResult,
     ExtractSummary,
+    FinetuneRecord,
     PrepareSummary,
     RenderPieceResult,
     RunStages,
@@ -73,6 +74,13 @@ class _Schedule:
             self.segments[i] = segment_task.submit(self.job, i, self.config, wait_for=after)  # type: ignore[call-overload]
             self.next_index += 1
 
+    def settle(self) -> None:
+        """Wait until every submitted task has ended (after a failure or a stop request they end within a frame),
+        so that nothing writes into the work folder once it is discarded."""
+        futures: list[PrefectFuture[Any]] = [*self.extracts.values(), *self.segments.values(), *self.pieces]
+        for fut in futures:
+            fut.wait()
+
     def demand(self) -> int:
         """Subsequences still to segment that could run now (carry mode: the next one, and the one after it)."""
         left = len(self.job.plan) - len(self.done)
@@ -102,12 +110,12 @@ class _Schedule:
             self.next_piece += 1
 
 
-def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -> _Schedule:
+def _segment_locally(schedule: _Schedule, progress_id: UUID) -> None:
     """Segment every subsequence here, drawing each render piece as soon as the subsequences up to it are done."""
     logger = get_run_logger()
+    job, config = schedule.job, schedule.config
     n = len(job.plan)
     logger.info("%s: %d subsequence(s) on %d worker(s)", job.video_id, n, pool_for(config.runtime).size)
-    schedule = _Schedule(job, config)
     schedule.fill()
     report_demand(schedule.demand())
     for k in range(1, n + 1):
@@ -117,7 +125,6 @@ def _segment_locally(job: VideoJob, config: PipelineConfig, progress_id: UUID) -
         logger.info("%s: segmented %d/%d subsequence(s) (%.0f%%)", job.video_id, k, n, 100.0 * k / n)
         update_progress_artifact(progress_id, 100.0 * k / n)
         schedule.draw_ready_pieces()
-    return schedule
 
 
 @flow(
@@ -166,7 +173,6 @@ def process_video(
 
 def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0: float) -> str:
     """Everything after `prepare`: fine-tuning, segmentation with early render pieces, stitching, render, finalize."""
-    logger = get_run_logger()
     report_demand(1 if config.finetune.enabled else len(job.plan))  # fine-tuning holds one worker
     tuned = finetune_detector(job, config) if config.finetune.enabled else None
     if tuned is not None:
@@ -177,16 +183,30 @@ def _process(job: VideoJob, config: PipelineConfig, prepare: PrepareSummary, t0:
             progress=0.0, key=f"progress-{artifact_slug(job.video_id)}", description=f"sam2flow: {job.video}"
         ),
     )
+    schedule = _Schedule(job, config)
+    try:
+        return _segment_and_finish(schedule, prepare, tuned, progress_id, t0)
+    except BaseException:
+        schedule.settle()
+        raise
+
+
+def _segment_and_finish(
+    schedule: _Schedule, prepare: PrepareSummary, tuned: FinetuneRecord | None, progress_id: UUID, t0: float
+) -> str:
+    """Segmentation (here, or on Ray), stitching, the render and the manifest; returns the output folder."""
+    logger = get_run_logger()
+    job, config = schedule.job, schedule.config
     t1 = time.perf_counter()
     if config.runtime.executor == "ray":
         from sam2flow.flows.segment_ray import ray_task_runner, segment_on_ray
 
-        schedule = _Schedule(job, config)  # Ray tasks extract for themselves, and draw no early pieces
+        # Ray tasks extract for themselves, and draw no early pieces
         schedule.segmented = segment_on_ray.with_options(task_runner=ray_task_runner(config))(job, config)
         update_progress_artifact(progress_id, 100.0)
         report_demand(0)
     else:
-        schedule = _segment_locally(job, config, progress_id)
+        _segment_locally(schedule, progress_id)
     extracted = schedule.extracted
     segment = SegmentSummary.of(schedule.segmented, time.perf_counter() - t1)
     stitched = stitch_task(job, config)

@@ -6,13 +6,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from sam2flow.config import ConfigError, PipelineConfig, load_config
 from sam2flow.studio.runs import DEPLOYMENT
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Segment and track every object of long videos: YOLO finds them, SAM2 tracks them, Prefect runs it.",
@@ -97,6 +100,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (InputError, FileNotFoundError)
 
 
+def _stoppable(fn: Callable[..., T], *args: Any) -> T:
+    """Run a flow so that SIGINT or SIGTERM stops it cleanly (see `sam2flow.stopping`): exit code 130 or 143, with
+    how to resume."""
+    from sam2flow import stopping
+
+    try:
+        return stopping.supervise(fn, *args)
+    except stopping.RunStopped as exc:
+        typer.secho(
+            f"{exc}: nothing was marked complete. To resume, run the same command again: the subsequences already "
+            "segmented are kept and reused.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+        raise typer.Exit(code=exc.exit_code) from None
+
+
 def _preflight(video: str, out: str, cfg: PipelineConfig) -> None:
     """Fail in seconds, before any flow starts: the input, its frame size, the device, room to work, checkpoints."""
     from sam2flow import preflight
@@ -133,7 +153,7 @@ def run(
 
     t0 = time.perf_counter()
     try:
-        out_dir = launch.run_video(video, out, cfg)
+        out_dir = _stoppable(launch.run_video, video, out, cfg)
     except errors as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -183,7 +203,7 @@ def archive(
     _prefect_env()
     from sam2flow.flows import launch
 
-    outcome = launch.run_archive(source, out, pattern, cfg, max_in_flight)
+    outcome = _stoppable(launch.run_archive, source, out, pattern, cfg, max_in_flight)
     if outcome.reports is None:
         _fail(outcome.message)
     for r in outcome.reports:
@@ -514,7 +534,10 @@ def ckpt_random(
 
 
 def main() -> None:
-    """Entry point of the ``sam2flow`` console script."""
+    """Entry point of the ``sam2flow`` console script: whatever ends it, no process it started outlives it."""
+    from sam2flow import reaper
+
+    reaper.guard()
     app()
 
 

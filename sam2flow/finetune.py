@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sam2flow import stopping
 from sam2flow.config import FinetuneConfig, PipelineConfig
 from sam2flow.core.dataset import time_block_split, yolo_label_line
 from sam2flow.core.types import Subsequence
@@ -189,6 +190,7 @@ def train_detector(
     t0 = time.perf_counter()
     base, pretrained = base_model(ft.base_model)
     model = weights.load_yolo(base)
+    model.add_callback("on_train_batch_end", lambda _trainer: stopping.check())
     if progress is not None:
 
         def on_epoch_end(trainer: Any) -> None:

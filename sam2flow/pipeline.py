@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2flow import corrections, manifest, preflight
+from sam2flow import corrections, manifest, preflight, stopping
 from sam2flow.config import PipelineConfig
 from sam2flow.core.planning import owned_ranges, plan_subsequences
 from sam2flow.io import lock, storage
@@ -155,6 +155,7 @@ def extract(job: VideoJob, index: int, cfg: PipelineConfig, stream: bool = True)
     With one extraction worker (and ``stream``), subsequences are cut in order from one decoder per run
     (`FrameStream`, closed by `close_streams`); otherwise each is decoded on its own, seeking to its start.
     """
+    stopping.check()
     t0 = time.perf_counter()
     if job.part_done(index):
         return ExtractResult(index, skipped=True, seconds=0.0)
@@ -180,6 +181,7 @@ def close_streams(job: VideoJob) -> None:
 
 def _segment_on_worker(slot: WorkerSlot, job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentStats:
     """The part of `segment` that runs on the worker's own thread: models (built once), then the subsequence."""
+    stopping.check()
     sub = job.plan[index]
     segmenter = segmenter_on(slot, job.sam2, cfg.segmenter)
     detector = StoredFrameDetector(detector_on(slot, job.yolo, cfg.detector)) if job.yolo is not None else None
@@ -248,6 +250,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
 
     This is where a run starts replacing the outputs of an earlier one, so the earlier ``_SUCCESS`` goes first.
     """
+    stopping.check()
     t0 = time.perf_counter()
     close_streams(job)  # every subsequence is extracted by now
     storage.remove(job.output(SUCCESS))
@@ -300,6 +303,7 @@ def render_piece(job: VideoJob, index: int, cfg: PipelineConfig) -> RenderPieceR
     Needs the part files of subsequences ``0..index`` (track ids depend only on earlier subsequences). A track's
     class may still change when later parts come in; `render` then redraws the pieces whose content changed.
     """
+    stopping.check()
     t0 = time.perf_counter()
     parts = _parts(job)
     links = LinkStore(job.render_dir / "links", parts, cfg.stitching.iou_threshold).state(index)
@@ -350,6 +354,7 @@ def render(job: VideoJob, cfg: PipelineConfig) -> RenderResult:
 def finalize(job: VideoJob, cfg: PipelineConfig, stages: RunStages) -> str:
     """Write manifest.json and the report, check the outputs exist, then write ``_SUCCESS`` last. Returns the output
     folder."""
+    stopping.check()
     written = manifest.write_manifest(job, cfg, to_json(stages))
     if cfg.report.enabled:
         build_report(job.out_dir, complete=False)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sam2flow import stopping
 from sam2flow.config import DetectorConfig, ManualPrompt, PipelineConfig
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
@@ -220,6 +221,7 @@ class SubsequenceObjects:
 
     def emit(self, fm: FrameMasks) -> None:
         """Record one frame's masks as part-file rows (written in batches)."""
+        stopping.check()
         for o, m in zip(fm.obj_ids, fm.masks):
             self.last_seen[o] = (fm.frame, m)
         rows = [self._row(fm, i) for i in range(len(fm.obj_ids))]

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,11 @@ def _serve(
     return proc, log
 
 
-def _wait_deployment(api: str, name: str, serve: subprocess.Popen[bytes], log: Path) -> Any:
-    """Wait until `sam2flow serve` has registered the deployment; return it."""
+def _wait_deployment(
+    api: str, name: str, serve: subprocess.Popen[bytes], log: Path, ready: Callable[[Any], bool] = lambda d: True
+) -> Any:
+    """Wait until `sam2flow serve` has registered the deployment (and, as registered, it satisfies ``ready``: an
+    earlier test's serve may have registered it with other settings); return it."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -134,7 +137,10 @@ def _wait_deployment(api: str, name: str, serve: subprocess.Popen[bytes], log: P
         deadline = time.monotonic() + 120
         while True:
             try:
-                return client.read_deployment_by_name(name)
+                deployment = client.read_deployment_by_name(name)
+                if ready(deployment):
+                    return deployment
+                raise LookupError(f"{name} is registered, not yet as this test's serve registers it")
             except Exception as exc:
                 if time.monotonic() > deadline or serve.poll() is not None:
                     raise RuntimeError(f"sam2flow serve did not register its deployments:\n{log.read_text()}") from exc
@@ -260,8 +266,8 @@ def test_a_burst_of_new_video_events_waits_for_the_limit(prefect_server: str, tm
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     serve, log = _serve(prefect_server, config, tmp_path, source, out, "--limit", "2")
     try:
-        deployment = _wait_deployment(prefect_server, "process_video/sam2flow-video", serve, log)
-        assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 2
+        limited = lambda d: d.global_concurrency_limit is not None and d.global_concurrency_limit.limit == 2  # noqa: E731
+        _wait_deployment(prefect_server, "process_video/sam2flow-video", serve, log, limited)
         code = ("import sys; from prefect.events import emit_event; from prefect.events.worker import EventsWorker\n"
                 "from sam2flow.flows.deployments import NEW_VIDEO_EVENT\n"
                 "for v in sys.argv[1:]: emit_event(event=NEW_VIDEO_EVENT, resource={'prefect.resource.id': v})\n"

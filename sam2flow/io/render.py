@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sam2flow import stopping
 from sam2flow.config import RenderConfig
 from sam2flow.core import rle
 from sam2flow.core.types import TrackMaskRow
@@ -161,6 +162,7 @@ def render_range(
     zones = [(name, list(poly)) for name, poly in overlay.zones]
     with video_writer(out_path, info.width, info.height, crf=overlay.cfg.crf) as writer:
         for i, frame in enumerate(iter_frames(video, info, max_frames=len(frames), start=frames.start)):
+            stopping.check()
             g = frames.start + i
             drawn: list[TrackMaskRow] = []
             while pending is not None and pending[0] <= g:
