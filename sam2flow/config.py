@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sam2flow.errors import InputError
+
+if TYPE_CHECKING:
+    from sam2flow.core.stitching import MatchRule
 
 
 class ConfigError(InputError, ValueError):
@@ -233,8 +236,25 @@ class StitchingConfig(_Section):
     """How local objects of neighbouring subsequences are joined into tracks."""
 
     iou_threshold: float = Field(
-        0.3, ge=0.0, le=1.0, description="Minimum mask IoU, averaged over the overlap, for two objects to be one track."
+        0.3, ge=0.0, le=1.0, description="Mask IoU, averaged over the overlap, at which two objects are one track."
     )
+    min_iou: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Below this overlap IoU two objects are never one track. Between it and iou_threshold they are "
+        "when the pair beats every other candidate of both objects by `margin` (thin objects with noisy masks); set "
+        "it to iou_threshold for a fixed threshold.",
+    )
+    margin: float = Field(
+        2.0, ge=1.0, description="How many times the best alternative IoU a pair below iou_threshold must reach."
+    )
+
+    def rule(self) -> MatchRule:
+        """The stitcher's decision rule for these settings."""
+        from sam2flow.core.stitching import MatchRule
+
+        return MatchRule(self.iou_threshold, self.min_iou, self.margin)
 
 
 class RenderConfig(_Section):

@@ -262,7 +262,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         job.output("tracks.parquet"),
         metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
     )
-    result = stitch_parts(_parts(job), cfg.stitching.iou_threshold, target, corrections.load(job.out_dir))
+    result = stitch_parts(_parts(job), cfg.stitching.rule(), target, corrections.load(job.out_dir))
     log.info(
         "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
     )
@@ -306,7 +306,7 @@ def render_piece(job: VideoJob, index: int, cfg: PipelineConfig) -> RenderPieceR
     stopping.check()
     t0 = time.perf_counter()
     parts = _parts(job)
-    links = LinkStore(job.render_dir / "links", parts, cfg.stitching.iou_threshold).state(index)
+    links = LinkStore(job.render_dir / "links", parts, cfg.stitching.rule()).state(index)
     rows = track_rows_from_table(part_rows(parts, index, links.track_of, links.classes()))
     overlay = _overlay(job, cfg)
     mp4, meta = _piece(job, index)

@@ -24,6 +24,7 @@ from sam2flow.core.stitching import (
     ClassVotes,
     FirstSeen,
     LinkState,
+    MatchRule,
     PairMatch,
     link_subsequence,
     majority,
@@ -91,7 +92,7 @@ def _frame_objects(table: pa.Table, exclude: set[int]) -> dict[int, dict[LocalOb
     return out
 
 
-def boundary_matches(parts: PartSet, right: int, iou_threshold: float) -> list[PairMatch]:
+def boundary_matches(parts: PartSet, right: int, rule: MatchRule) -> list[PairMatch]:
     """The objects of subsequences ``right - 1`` and ``right`` that are one object: carry links, then mask IoU over
     the frames they share."""
     lsub, rsub = parts.plan[right - 1], parts.plan[right]
@@ -103,7 +104,7 @@ def boundary_matches(parts: PartSet, right: int, iou_threshold: float) -> list[P
     found = [PairMatch((lsub.index, LocalObjId(b)), (rsub.index, LocalObjId(a)), 1.0) for a, b in links.items()]
     lobj = _frame_objects(lt, exclude=set(links.values()))
     robj = _frame_objects(rt, exclude=set(links))
-    found += match_boundary(lsub.index, rsub.index, lobj, robj, list(shared), parts.height, parts.width, iou_threshold)
+    found += match_boundary(lsub.index, rsub.index, lobj, robj, list(shared), parts.height, parts.width, rule)
     log.debug("boundary %d|%d: %d match(es) over %d frames", lsub.index, rsub.index, len(found), len(shared))
     return found
 
@@ -123,20 +124,20 @@ def owned_summary(parts: PartSet, index: int) -> tuple[dict[LocalObjId, FirstSee
     return first_seen, votes
 
 
-def link_next(parts: PartSet, prev: LinkState | None, iou_threshold: float) -> tuple[LinkState, int]:
+def link_next(parts: PartSet, prev: LinkState | None, rule: MatchRule) -> tuple[LinkState, int]:
     """The link state of the subsequence after ``prev`` (the first one when None), and its number of matches."""
     index = 0 if prev is None else prev.index + 1
-    matches = boundary_matches(parts, index, iou_threshold) if index > 0 else []
+    matches = boundary_matches(parts, index, rule) if index > 0 else []
     first_seen, votes = owned_summary(parts, index)
     named = {LocalObjId(o): n for o, n in read_manual_ids(parts.uris[index]).items()}
     return link_subsequence(prev, index, matches, first_seen, votes, named), len(matches)
 
 
-def link_all(parts: PartSet, iou_threshold: float) -> Iterator[tuple[LinkState, int]]:
+def link_all(parts: PartSet, rule: MatchRule) -> Iterator[tuple[LinkState, int]]:
     """The link state of every subsequence in order, with its number of matches to the previous one."""
     state: LinkState | None = None
     for _ in parts.plan:
-        state, matches = link_next(parts, state, iou_threshold)
+        state, matches = link_next(parts, state, rule)
         yield state, matches
 
 
@@ -172,10 +173,10 @@ class LinkStore:
     Any thread or process may ask; a lock file keeps the files consistent. Nothing is kept in memory.
     """
 
-    def __init__(self, folder: Path, parts: PartSet, iou_threshold: float) -> None:
+    def __init__(self, folder: Path, parts: PartSet, rule: MatchRule) -> None:
         self.folder = folder
         self.parts = parts
-        self.iou_threshold = iou_threshold
+        self.rule = rule
 
     def _path(self, index: int) -> Path:
         return self.folder / f"{index:05d}.json"
@@ -196,14 +197,14 @@ class LinkStore:
             known = next((i for i in range(index, -1, -1) if self._path(i).is_file()), -1)
             state = LinkState.from_json(json.loads(self._path(known).read_text())) if known >= 0 else None
             for _ in range(known, index):
-                state, _ = link_next(self.parts, state, self.iou_threshold)
+                state, _ = link_next(self.parts, state, self.rule)
                 self._path(state.index).write_text(json.dumps(state.to_json()))
             assert state is not None
             return state
 
 
 def stitch_parts(
-    parts: PartSet, iou_threshold: float, target: VideoTables, corrections: Corrections | None = None
+    parts: PartSet, rule: MatchRule, target: VideoTables, corrections: Corrections | None = None
 ) -> StitchResult:
     """Match objects across boundaries, assign track ids and write the final tables.
 
@@ -214,7 +215,7 @@ def stitch_parts(
     track_ofs: list[dict[LocalObjId, TrackId]] = []
     final_votes: dict[TrackId, ClassVotes] = {}
     matches, next_track = 0, 1
-    for state, n in link_all(parts, iou_threshold):
+    for state, n in link_all(parts, rule):
         track_ofs.append(state.track_of)
         final_votes.update(state.votes)  # a track's votes are complete in the last state that holds it
         matches, next_track = matches + n, state.next_track

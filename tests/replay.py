@@ -16,7 +16,7 @@ import numpy as np
 
 from sam2flow.core.prompts import box_iou
 from sam2flow.core.types import Detections, FrameMasks, LocalObjId, ObjectPrompt, Subsequence
-from tests.synth import Square
+from tests.synth import Bar, Square
 
 
 class Scene:
@@ -164,6 +164,7 @@ def run_scene(
     blind: frozenset[int] = frozenset(),
     noise: tuple[int, int, float] | None = None,
     times: np.ndarray | None = None,
+    min_iou: float | None = None,
 ) -> Path:
     """Segment every subsequence with the replay doubles through the real driver, then stitch; returns masks.parquet.
 
@@ -172,6 +173,7 @@ def run_scene(
     """
     from sam2flow.config import load_config
     from sam2flow.core.planning import plan_subsequences
+    from sam2flow.core.stitching import MatchRule
     from sam2flow.segment import SegmentSettings, segment_subsequence
     from sam2flow.stitch import PartSet, VideoTables, stitch_parts
 
@@ -200,7 +202,9 @@ def run_scene(
     masks = tmp / "masks.parquet"
     times = np.arange(frames, dtype=np.float64) / 24.0 if times is None else times
     target = VideoTables("synthetic", times, str(masks), str(tmp / "tracks.parquet"), metadata={})
-    stitch_parts(PartSet(tuple(plan), tuple(parts), scene.height, scene.width), iou, target)
+    floor = cfg.stitching.min_iou if min_iou is None else min_iou
+    rule = MatchRule(iou, floor, cfg.stitching.margin)
+    stitch_parts(PartSet(tuple(plan), tuple(parts), scene.height, scene.width), rule, target)
     return masks
 
 
@@ -216,6 +220,44 @@ STRESS = Scene(
     width=220,
 )
 """A scene that stresses stitching (with 32-frame subsequences overlapping by 16)."""
+
+
+def thin_scene(width: int) -> Scene:
+    """Bars ``width`` px wide (96 frames): one crossing every boundary, one crossing it inside the 48-64 overlap, and
+    a vertical bar whose lower end touches a horizontal one, moving together."""
+    return Scene(
+        (
+            Bar((255, 0, 0), y=10, x0=20, speed=1.5, size=width, length=50),
+            Bar((0, 255, 0), y=10, x0=200, speed=-1.5, size=width, length=50),
+            Bar((0, 0, 255), y=100, x0=10, speed=1.0, size=width, length=40, horizontal=True),
+            Bar((9, 9, 9), y=70, x0=30, speed=1.0, size=width, length=30),
+        ),
+        height=120,
+        width=220,
+    )
+
+
+def track_purity(scene: Scene, masks: Path) -> tuple[int, int, int]:
+    """(fragments, mixed tracks, tracks) of a stitched run: fragments = tracks beyond one per object, mixed = tracks
+    holding more than one object. Each row goes to the object whose box centre is nearest its own; rows where two
+    objects are within 3 px of each other (while they cross) are left out."""
+    import pyarrow.parquet as pq
+
+    tracks_of: dict[int, set[int]] = {}
+    objects_of: dict[int, set[int]] = {}
+    for row in pq.read_table(masks, columns=["frame", "track_id", "bbox"]).to_pylist():
+        x0, y0, x1, y1 = row["bbox"]
+        dist = sorted(
+            (float(np.hypot((x0 + x1 - b[0] - b[2]) / 2, (y0 + y1 - b[1] - b[3]) / 2)), i)
+            for i in scene.present(row["frame"])
+            for b in [scene.box(i, row["frame"])]
+        )
+        if len(dist) > 1 and dist[1][0] - dist[0][0] < 3:
+            continue
+        tracks_of.setdefault(dist[0][1], set()).add(row["track_id"])
+        objects_of.setdefault(row["track_id"], set()).add(dist[0][1])
+    fragments = sum(len(t) - 1 for t in tracks_of.values())
+    return fragments, sum(len(o) > 1 for o in objects_of.values()), len(objects_of)
 
 
 class NoisyReplaySession(ReplaySession):

@@ -29,6 +29,20 @@ class Square:
         return x, self.y, x + self.size, self.y + self.size
 
 
+@dataclass(frozen=True)
+class Bar(Square):
+    """A thin bar ``size`` px wide and ``length`` px long (vertical, or horizontal), moving horizontally."""
+
+    length: int = 40
+    horizontal: bool = False
+
+    def box(self, frame: int) -> tuple[int, int, int, int]:
+        x = int(self.x0 + self.speed * frame)
+        if self.horizontal:
+            return x, self.y, x + self.length, self.y + self.size
+        return x, self.y, x + self.size, self.y + self.length
+
+
 def draw_frame(index: int, width: int, height: int, squares: tuple[Square, ...] = ()) -> np.ndarray:
     """An RGB frame: grey background, the index bits in the top-left, and the visible squares."""
     img = np.full((height, width, 3), 96, np.uint8)

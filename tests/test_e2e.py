@@ -143,8 +143,8 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     assert pq.read_table(Path(out) / "masks.parquet").equals(masks_before)
     restitched = check_outputs(Path(out), 48, clip)
     assert restitched["stages"]["restitched"] is True
-    # A threshold above every match splits each track at every boundary: more tracks, same rows.
-    proc = _cli("stitch", out, "--iou", "1.0", "--render")
+    # A threshold and floor above every match split each track at every boundary: more tracks, same rows.
+    proc = _cli("stitch", out, "--iou", "1.0", "--set", "stitching.min_iou=1.0", "--render")
     assert proc.returncode == 0, proc.stderr
     split = pq.read_table(Path(out) / "masks.parquet")
     assert split.num_rows == masks_before.num_rows

@@ -35,8 +35,9 @@ def test_perfect_masks_score_perfectly(perfect: tuple[Path, Path]) -> None:
 
 
 def test_broken_stitching_is_caught(tmp_path: Path, perfect: tuple[Path, Path]) -> None:
-    """With stitching switched off (threshold above any IoU) the metrics show switches: the check can fail."""
-    masks = run_scene(STRESS, tmp_path, FRAMES, LENGTH, OVERLAP, every=1, iou=1.5)
+    """With stitching switched off (threshold and floor above any IoU) the metrics show switches: the check can
+    fail."""
+    masks = run_scene(STRESS, tmp_path, FRAMES, LENGTH, OVERLAP, every=1, iou=1.5, min_iou=1.5)
     m = evaluate(str(masks), perfect[1])
     assert m["pred_tracks"] > 4 and m["IDSW"] > 0 and m["IDF1"] < 0.8
 

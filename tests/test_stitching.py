@@ -14,10 +14,18 @@ from hypothesis import strategies as st
 from sam2flow.config import load_config
 from sam2flow.core import rle
 from sam2flow.core.planning import plan_subsequences
-from sam2flow.core.stitching import FirstSeen, LinkState, ObjectRef, PairMatch, link_subsequence, match_boundary
+from sam2flow.core.stitching import (
+    FirstSeen,
+    LinkState,
+    MatchRule,
+    ObjectRef,
+    PairMatch,
+    link_subsequence,
+    match_boundary,
+)
 from sam2flow.core.types import LocalObjId
 from sam2flow.segment import SegmentSettings, segment_subsequence
-from tests.replay import ReplaySegmenter, Scene, run_scene
+from tests.replay import ReplaySegmenter, Scene, run_scene, thin_scene, track_purity
 from tests.synth import Square
 
 FRAMES, LENGTH, OVERLAP, EVERY = 100, 32, 16, 8
@@ -103,21 +111,34 @@ def test_permuting_local_ids_changes_nothing(tmp_path: Path) -> None:
     assert a.equals(b)
 
 
+FIXED = (1.0, 1.0)  # floor and margin: a fixed threshold
+MARGIN = (0.05, 2.0)  # the default floor and margin
+
+
 @pytest.mark.parametrize(
-    ("left", "right", "threshold", "expected"),
+    ("left", "right", "threshold", "rule", "expected"),
     [
         # identical masks match; a disjoint one does not
-        ({0: {1: "a"}}, {0: {5: "a"}}, 0.5, [(1, 5)]),
-        ({0: {1: "a"}}, {0: {5: "b"}}, 0.5, []),
+        ({0: {1: "a"}}, {0: {5: "a"}}, 0.5, FIXED, [(1, 5)]),
+        ({0: {1: "a"}}, {0: {5: "b"}}, 0.5, FIXED, []),
+        ({0: {1: "a"}}, {0: {5: "b"}}, 0.5, MARGIN, []),
         # present together on one of two frames: mean IoU 0.5, below a 0.6 threshold
-        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, []),
-        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.5, [(1, 5)]),
+        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, FIXED, []),
+        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.5, FIXED, [(1, 5)]),
+        # ... but with no other candidate at all it clearly is that object
+        ({0: {1: "a"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, MARGIN, [(1, 5)]),
         # two candidates for one object: one-to-one keeps the best only
-        ({0: {1: "a", 2: "c"}}, {0: {5: "a"}}, 0.1, [(1, 5)]),
+        ({0: {1: "a", 2: "c"}}, {0: {5: "a"}}, 0.1, FIXED, [(1, 5)]),
+        # "c" overlaps "a" (IoU 0.125): "a"-"a" at 0.5 over two frames beats it exactly 4 times
+        ({0: {1: "a", 2: "c"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, (0.1, 4.0), [(1, 5)]),
+        ({0: {1: "a", 2: "c"}, 1: {1: "a"}}, {0: {5: "a"}}, 0.6, (0.1, 4.5), []),
+        # below the floor nothing joins, however clear
+        ({0: {1: "a"}, 1: {1: "a"}, 2: {1: "a"}, 3: {1: "a"}}, {0: {5: "a"}}, 0.6, (0.3, 4.0), []),
     ],
 )
-def test_match_boundary_table(left, right, threshold, expected) -> None:  # type: ignore[no-untyped-def]
-    """Boundary matching is one-to-one by mean IoU over the overlap, with a threshold."""
+def test_match_boundary_table(left, right, threshold, rule, expected) -> None:  # type: ignore[no-untyped-def]
+    """Boundary matching is one-to-one by mean IoU over the overlap; a pair is kept above the threshold, or above
+    the floor when it beats every alternative of both objects by the margin."""
     masks = {"a": (0, 4), "b": (6, 10), "c": (3, 8)}
     enc = {}
     for name, (x0, x1) in masks.items():
@@ -126,8 +147,24 @@ def test_match_boundary_table(left, right, threshold, expected) -> None:  # type
         enc[name] = rle.encode(m)
     lft = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in left.items()}
     rgt = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in right.items()}
-    got = match_boundary(0, 1, lft, rgt, [0, 1], 4, 10, threshold)
+    frames = sorted({*left, *right})
+    got = match_boundary(0, 1, lft, rgt, frames, 4, 10, MatchRule(threshold, *rule))
     assert [(m.left[1], m.right[1]) for m in got] == expected
+
+
+@pytest.mark.parametrize("width", [2, 3])
+def test_thin_objects_keep_one_track_each_where_a_fixed_threshold_fragments(tmp_path: Path, width: int) -> None:
+    """Bars 2-3 px wide, crossing and touching, with masks shifted by up to 2 px on every frame: correct pairs share
+    about 0.2-0.4 mean IoU across a boundary while wrong ones stay near 0. The margin-aware rule keeps one track per
+    bar and never mixes two; a fixed threshold of 0.5 (floor 0.5) fragments them."""
+    scene = thin_scene(width)
+    common = {"frames": 96, "length": 32, "overlap": 16, "every": 32, "noise": (2, 0, 0.0)}
+    for seed in range(3):
+        masks = run_scene(scene, tmp_path / f"margin-{seed}", seed=seed, iou=0.5, **common)  # type: ignore[arg-type]
+        assert track_purity(scene, masks) == (0, 0, 4), f"seed {seed}"
+    fixed = run_scene(scene, tmp_path / "fixed", seed=0, iou=0.5, min_iou=0.5, **common)  # type: ignore[arg-type]
+    fragments, mixed, tracks = track_purity(scene, fixed)
+    assert fragments >= 4 and mixed == 0 and tracks > 4
 
 
 def test_track_numbering_ignores_local_ids() -> None:

@@ -1,7 +1,9 @@
 """Pure stitching: local objects of neighbouring subsequences matched into global tracks.
 
 Objects of two neighbouring subsequences are compared by mask IoU averaged over the frames they share, matched
-one-to-one (Hungarian assignment) above a threshold, and linked subsequence by subsequence into tracks. Track ids
+one-to-one (Hungarian assignment), kept when the pair is clearly one object (`MatchRule`: above a threshold, or above a
+lower floor while beating every alternative of both objects by a margin), and linked subsequence by subsequence into
+tracks. Track ids
 are numbered by first appearance in the output; ties are broken by the object's own first box and mask, never by
 its local id, so renumbering local ids inside a subsequence changes nothing.
 """
@@ -35,6 +37,32 @@ class PairMatch:
     left: ObjectRef
     right: ObjectRef
     iou: float
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """When an assigned pair of objects across a boundary is one object.
+
+    Thin objects (a few pixels wide) with a little mask noise can share as little as 0.3 mean IoU with themselves
+    across an overlap while every wrong pair stays near 0: a fixed threshold either barely holds or fragments their
+    tracks. So a pair below ``threshold`` is still joined when it reaches ``floor`` and its IoU is at least
+    ``margin`` times the best IoU either of its objects has with any other object.
+
+    Attributes:
+        threshold: Mean overlap IoU at which an assigned pair is joined outright.
+        floor: Below this a pair is never joined (set it to ``threshold`` or above for a fixed threshold).
+        margin: How many times the best alternative a pair between ``floor`` and ``threshold`` must reach.
+    """
+
+    threshold: float = 0.3
+    floor: float = 0.05
+    margin: float = 2.0
+
+    def joins(self, iou: float, alternative: float) -> bool:
+        """Whether a pair with mean overlap ``iou`` is one object, given the best IoU of either object elsewhere."""
+        if iou <= 0:
+            return False
+        return iou >= self.threshold or (iou >= self.floor and iou >= self.margin * alternative)
 
 
 def mean_overlap_iou(
@@ -78,9 +106,9 @@ def match_boundary(
     frames: Sequence[int],
     height: int,
     width: int,
-    threshold: float,
+    rule: MatchRule,
 ) -> list[PairMatch]:
-    """One-to-one matches across one boundary with mean overlap IoU at or above ``threshold``."""
+    """One-to-one matches across one boundary (Hungarian assignment on mean overlap IoU) that ``rule`` joins."""
     left_ids, right_ids, iou = mean_overlap_iou(left, right, frames, height, width)
     if iou.size == 0:
         return []
@@ -88,8 +116,15 @@ def match_boundary(
     return [
         PairMatch((left_index, left_ids[r]), (right_index, right_ids[c]), float(iou[r, c]))
         for r, c in zip(rows, cols)
-        if iou[r, c] >= threshold and iou[r, c] > 0
+        if rule.joins(float(iou[r, c]), _best_alternative(iou, r, c))
     ]
+
+
+def _best_alternative(iou: np.ndarray, r: int, c: int) -> float:
+    """The highest IoU of left object ``r`` with another right object, or of right object ``c`` with another left."""
+    row = np.delete(iou[r], c)
+    col = np.delete(iou[:, c], r)
+    return float(max(row.max(initial=0.0), col.max(initial=0.0)))
 
 
 ClassVotes = dict[tuple[int, str], int]
