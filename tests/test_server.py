@@ -262,7 +262,8 @@ def test_a_burst_of_new_video_events_waits_for_the_limit(prefect_server: str, tm
     videos = [str(write_clip(source / f"cam{i}.mp4", 24, squares=(Square((230, 40, 40), 60, 20 + 3 * i, 1.0, 50),)))
               for i in range(10)]  # fmt: skip
     config = tmp_path / "cfg.json"
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, "render.enabled=false", "report.enabled=false"])
+    cheap = ["render.enabled=false", "report.enabled=false", "video.max_frames=8"]  # short runs: 8 frames, no video
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, *cheap])
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     serve, log = _serve(prefect_server, config, tmp_path, source, out, "--limit", "2")
     try:
