@@ -122,6 +122,7 @@ def test_a_signal_stops_the_run_cleanly_and_it_resumes(tmp_path: Path, sig: sign
         pq.read_metadata(p)  # complete files only
     again = _Run(tmp_path)
     assert again.proc.wait(600) == 0, again.output()[-3000:]
+    assert not _gone_within(again.mark, 10), "a run that ends normally leaves nothing running either"
     assert (run_dir / "_SUCCESS").is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["stages"]["segment"]["reused"] == len(parts)
