@@ -57,12 +57,6 @@ def check() -> None:
         raise RunStopped(signum)
 
 
-def reset() -> None:
-    """Forget a stop request (tests run several stops in one process)."""
-    _REQUEST.clear()
-    _SIGNAL.clear()
-
-
 def _on_signal(signum: int, _frame: Any) -> None:
     if requested() is not None:  # a second signal: stop now
         sys.stderr.write(f"\n{signal.Signals(signum).name} again: exiting without cleaning up\n")
