@@ -66,12 +66,18 @@ class Backlog:
             self._changed.notify_all()
 
 
-@dataclass(frozen=True)
 class Ticket:
-    """One admitted video's entry in its archive's `Backlog`."""
+    """One admitted video's entry in its archive's `Backlog`.
 
-    backlog: Backlog
-    number: int
+    A plain class, not a dataclass: Prefect walks dataclass task arguments looking for futures, and walking into the
+    backlog's dict while other videos' threads change it fails the task ("Failed to resolve inputs").
+    """
+
+    __slots__ = ("backlog", "number")
+
+    def __init__(self, backlog: Backlog, number: int) -> None:
+        self.backlog = backlog
+        self.number = number
 
     def report(self, demand: int) -> None:
         """Subsequences this video still has to segment (0 once it is stitching and rendering)."""

@@ -121,6 +121,20 @@ def test_backlog_admits_while_workers_would_idle() -> None:
     assert backlog.wait(seen, timeout=5.0) == seen + 1
 
 
+def test_prefect_does_not_walk_into_a_ticket_s_backlog() -> None:
+    """Prefect walks task arguments for futures; a ticket must be a leaf, or walking the backlog's dict while other
+    videos change it fails the task ("Failed to resolve inputs", seen once in CI)."""
+    from prefect.utilities.collections import visit_collection
+
+    backlog = Backlog(slots=2)
+    ticket = backlog.admit()
+    visited: list[object] = []
+    visit_collection(ticket, lambda x: visited.append(x) or x, return_data=True)
+    assert visited == [ticket]
+    visit_collection(backlog, lambda x: visited.append(x) or x, return_data=True)
+    assert len(visited) > 2, "the check can fail: a dataclass is walked into"
+
+
 def _busy(intervals: list[tuple[float, float]], slots: int, start: float, stop: float) -> float:
     """The share of worker time in [start, stop] during which the workers held a subsequence."""
     held = sum(max(0.0, min(b, stop) - max(a, start)) for a, b in intervals)
