@@ -218,6 +218,12 @@ class SegmenterConfig(_Section):
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
     )
     offload_video_to_cpu: bool = Field(False, description="Keep decoded frames in CPU memory (saves GPU memory).")
+    backward_fill: bool = Field(
+        False,
+        description="Also track each object first found after a subsequence's first frame backwards to that "
+        "start, so it has masks on the frames before it was detected (costs a second, reverse pass over those "
+        "frames).",
+    )
     compile: bool = Field(
         False,
         description="torch.compile the SAM2 model (the official 'vos_optimized' build). For GPUs: each worker pays "
@@ -376,11 +382,13 @@ class PipelineConfig(_Section):
         are left out too: part files are keyed by the prompts inside each subsequence (`sam2flow.job.span_keys`).
         """
         jpeg = () if self.finetune.enabled else ("jpeg_quality",)  # JPEGs are only written to train a detector
+        # Off, backward fill leaves the digest as it was before the setting existed (earlier part files stay valid).
+        segmenter_left_out = {"offload_video_to_cpu", *(() if self.segmenter.backward_fill else ("backward_fill",))}
         relevant: dict[str, Any] = {
             "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels", *jpeg}),
             "chunking": self.chunking.model_dump(mode="json"),
             "prompts": [p.model_dump(mode="json") for p in self.prompts] if prompts else None,
-            "segmenter": self.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),
+            "segmenter": self.segmenter.model_dump(mode="json", exclude=segmenter_left_out),
             "detector": {"enabled": False},
         }
         if self.detector.enabled:

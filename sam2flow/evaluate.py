@@ -149,7 +149,9 @@ def build_sequence(gt: Objects, pred: Objects, num_frames: int, use_masks: bool)
 
 
 def evaluate(pred: str, gt: str | Path, num_frames: int | None = None) -> dict[str, float]:
-    """HOTA, DetA, AssA, IDF1, ID switches, MOTA (and J&F for DAVIS masks) of a run against ground truth."""
+    """HOTA, DetA, AssA, IDF1, ID switches, MOTA, recall (and J&F for DAVIS masks) of a run against ground truth.
+
+    Recall is CLEAR's: the share of ground-truth objects, over all frames, matched by a prediction at IoU 0.5."""
     import trackeval
 
     truth, fmt = load_ground_truth(gt)
@@ -173,6 +175,7 @@ def evaluate(pred: str, gt: str | Path, num_frames: int | None = None) -> dict[s
         "IDF1": float(ident["IDF1"]),
         "IDSW": int(clear["IDSW"]),
         "MOTA": float(clear["MOTA"]),
+        "Recall": float(clear["CLR_Re"]),
     }
     if use_masks and data["num_gt_ids"]:
         jf = trackeval.metrics.JAndF().eval_sequence(data)

@@ -51,6 +51,9 @@ class SegmentStats:
     seconds: float
     sam2_seconds: float = 0.0
     """Time spent inside the segmenter's calls (adding prompts, propagating): the rest is sam2flow's overhead."""
+    backfill_rows: int = 0
+    backfill_seconds: float = 0.0
+    """Rows added, and segmenter time spent, by ``segmenter.backward_fill`` (part of ``rows``, ``sam2_seconds``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class SegmentResult:
     rows: int | None = None
     frames_with_masks: int | None = None
     sam2_seconds: float = 0.0
+    backfill_rows: int = 0
+    backfill_seconds: float = 0.0
     device: str | None = None
     rss_mib: float | None = None
     """Resident memory of the process after the subsequence (MiB)."""
@@ -97,6 +102,8 @@ class SegmentResult:
             rows=stats.rows,
             frames_with_masks=stats.frames_with_masks,
             sam2_seconds=stats.sam2_seconds,
+            backfill_rows=stats.backfill_rows,
+            backfill_seconds=stats.backfill_seconds,
             device=device,
             rss_mib=rss_mib,
             worker=worker,
@@ -205,6 +212,7 @@ class SegmentSummary:
     wall_seconds: float
     task_seconds: float
     sam2_seconds: float
+    backfill_seconds: float
     reused: int
     subsequences: list[SegmentResult]
 
@@ -216,6 +224,7 @@ class SegmentSummary:
             wall_seconds=round(wall_seconds, 3),
             task_seconds=round(sum(r.seconds for r in ordered), 3),
             sam2_seconds=round(sum(r.sam2_seconds for r in ordered), 3),
+            backfill_seconds=round(sum(r.backfill_seconds for r in ordered), 3),
             reused=sum(r.reused for r in ordered),
             subsequences=ordered,
         )

@@ -41,7 +41,9 @@ class Session(Protocol):
 
     def remove(self, obj_id: LocalObjId) -> None: ...
 
-    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]: ...
+    def reset(self) -> None: ...
+
+    def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]: ...
 
 
 class Segmenter(Protocol):
@@ -62,12 +64,15 @@ class SegmentSettings:
     max_objects: int = 20
     zones: tuple[Polygon, ...] | None = None
     """When set, a detection prompts SAM2 only if its box touches one of these polygons."""
+    backward_fill: bool = False
+    """Track objects first prompted after the subsequence's first frame back to its start (`fill_backward`)."""
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, extra_prompts: Sequence[ManualPrompt] = ()) -> SegmentSettings:
         """The settings of a pipeline configuration, with ``extra_prompts`` (corrections) after its own."""
         zones = tuple(z.polygon for z in cfg.zones.regions) if cfg.zones.filter_prompts else None
-        return cls(cfg.detector, (*cfg.prompts, *extra_prompts), cfg.segmenter.max_objects, zones)
+        prompts = (*cfg.prompts, *extra_prompts)
+        return cls(cfg.detector, prompts, cfg.segmenter.max_objects, zones, cfg.segmenter.backward_fill)
 
 
 class _TimedSession:
@@ -92,8 +97,15 @@ class _TimedSession:
         finally:
             self.seconds += time.perf_counter() - t0
 
-    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
-        it = iter(self.inner.propagate(start, stop))
+    def reset(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.inner.reset()
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]:
+        it = iter(self.inner.propagate(start, stop, reverse=True) if reverse else self.inner.propagate(start, stop))
         while True:
             t0 = time.perf_counter()
             try:
@@ -208,8 +220,10 @@ class SubsequenceObjects:
         self.classes: dict[LocalObjId, tuple[int, str]] = {}
         self.manual_ids: dict[str, LocalObjId] = {}
         self.last_seen: dict[LocalObjId, tuple[int, BoolArray]] = {}  # one mask per object, to re-acquire lost ones
+        self.first_prompts: dict[LocalObjId, list[ObjectPrompt]] = {}  # new objects' prompts on their first frame
         self.pending: list[MaskRow] = []
-        self.rows = self.frames_with_masks = self.done = 0
+        self.rows = self.done = self.backfilled = 0
+        self.masked_frames: set[int] = set()
 
     def budget(self) -> int:
         """How many more objects this subsequence may take."""
@@ -227,7 +241,8 @@ class SubsequenceObjects:
         rows = [self._row(fm, i) for i in range(len(fm.obj_ids))]
         self.pending.extend(rows)
         self.rows += len(rows)
-        self.frames_with_masks += bool(rows)
+        if rows:
+            self.masked_frames.add(fm.frame)
         self.done = fm.frame + 1
         if self.progress is not None:
             self.progress(self.done, self.sub.length)
@@ -286,9 +301,18 @@ class SubsequenceObjects:
     def add(self, prompts: list[ObjectPrompt], held: FrameMasks | None) -> FrameMasks | None:
         """Add prompts to the session; returns every object's masks on their frame after the last one."""
         for p in prompts:
+            self._note_first(p)
             self.classes.setdefault(p.local_id, (p.class_id, p.class_name))
             held = self.session.add(p)
         return held
+
+    def _note_first(self, p: ObjectPrompt) -> None:
+        """Keep the prompts of an object new in this subsequence (not carried) made on its first frame."""
+        first = self.first_prompts.get(p.local_id)
+        if first is not None and first[0].frame == p.frame:
+            first.append(p)
+        elif p.local_id not in self.classes and p.source != "carry":
+            self.first_prompts[p.local_id] = [p]
 
     def admit_detections(
         self, dets: Detections, k: int, held: FrameMasks | None, cap: int
@@ -328,6 +352,7 @@ class SubsequenceObjects:
                 held = self.session.add(replace(c, local_id=back[0]))
                 reacquired += 1
                 continue
+            self._note_first(c)
             self.classes[c.local_id] = (c.class_id, c.class_name)
             held = fm
             accepted += 1
@@ -362,6 +387,31 @@ class SubsequenceObjects:
             held, n = self.admit_detections(dets, k, held, min(budget, d.max_objects_per_keyframe))
             added += n
         return held, added
+
+    def fill_backward(self) -> None:
+        """Track the objects first prompted after frame 0 backwards from their first prompt to the subsequence's
+        start, and add their masks on those earlier frames (where the segmenter finds them). Runs after the forward
+        pass: the session is reset and holds only these objects, so its rows come after the forward ones."""
+        late = {o: ps for o, ps in self.first_prompts.items() if ps[0].frame > 0}
+        if not late:
+            return
+        self.session.reset()
+        for ps in late.values():
+            for p in ps:
+                self.session.add(p)
+        start = {o: ps[0].frame for o, ps in late.items()}
+        for fm in self.session.propagate(0, max(start.values()), reverse=True):
+            stopping.check()
+            keep = [i for i, o in enumerate(fm.obj_ids) if fm.frame < start.get(o, 0)]
+            rows = [self._row(fm, i) for i in keep]
+            self.pending.extend(rows)
+            self.rows += len(rows)
+            self.backfilled += len(rows)
+            if rows:
+                self.masked_frames.add(fm.frame)
+            if fm.frame % FLUSH_FRAMES == 0:
+                self.flush()
+        self.flush()
 
     def _recently_lost(self, fm: FrameMasks, frame: int) -> dict[LocalObjId, BoolArray]:
         """Last known masks of the objects absent on ``frame`` that were seen within `REACQUIRE_FRAMES` of it."""
@@ -444,6 +494,9 @@ def segment_subsequence(
         for fm in session.propagate(done + 1, sub.length - 1):
             objects.emit(fm)
         objects.flush()
+        forward_seconds = session.seconds
+        if settings.backward_fill:
+            objects.fill_backward()
         named = {int(o): int(key[3:]) for key, o in objects.manual_ids.items() if key.startswith("id:")}
         if named:  # the stitcher keeps each named object one track through the video
             sink.add_metadata(MANUAL_IDS, json.dumps(named))
@@ -454,7 +507,9 @@ def segment_subsequence(
         frames=sub.length,
         objects=len(objects.classes),
         rows=objects.rows,
-        frames_with_masks=objects.frames_with_masks,
+        frames_with_masks=len(objects.masked_frames),
         seconds=time.perf_counter() - t0,
         sam2_seconds=session.seconds,
+        backfill_rows=objects.backfilled,
+        backfill_seconds=session.seconds - forward_seconds,
     )

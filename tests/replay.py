@@ -88,10 +88,13 @@ class ReplaySession:
     def remove(self, obj_id: LocalObjId) -> None:
         del self.gt_of[obj_id]
 
-    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
+    def reset(self) -> None:
+        self.gt_of.clear()
+
+    def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]:
         if not self.gt_of:
             return
-        for f in range(start, stop + 1):
+        for f in range(stop, start - 1, -1) if reverse else range(start, stop + 1):
             yield self._masks(f)
 
 

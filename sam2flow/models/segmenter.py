@@ -146,21 +146,26 @@ class Sam2Session:
         """Forget an object (used when its first mask turns out to repeat a tracked one)."""
         self._pred.remove_object(self._state, int(obj_id), strict=True, need_output=False)
 
-    def propagate(self, start: int, stop: int) -> Iterator[FrameMasks]:
-        """Track every object forward over local frames ``[start, stop]`` (inclusive), one frame at a time."""
+    def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]:
+        """Track every object over local frames ``[start, stop]`` (inclusive), one frame at a time: forward from
+        ``start``, or with ``reverse`` backward from ``stop``."""
         if stop < start or not self._state["obj_ids"]:
             return
+        first = stop if reverse else start
+        window = self._seg.memory_window
         for frame, obj_ids, logits in self._pred.propagate_in_video(
-            self._state, start_frame_idx=start, max_frame_num_to_track=stop - start
+            self._state, start_frame_idx=first, max_frame_num_to_track=stop - start, reverse=reverse
         ):
             yield self._frame_masks(frame, obj_ids, logits)
-            self._release_before(frame - (self._seg.memory_window or frame + 1))
+            if window:
+                self._release(frame, window, reverse)
 
-    def _release_before(self, frame: int) -> None:
-        """Drop per-frame tracking outputs older than ``frame`` (prompted frames are kept: they stay in memory)."""
+    def _release(self, frame: int, window: int, reverse: bool) -> None:
+        """Drop per-frame tracking outputs more than ``window`` frames behind ``frame`` in the direction of
+        tracking (prompted frames are kept: they stay in memory)."""
         for per_obj in self._state["output_dict_per_obj"].values():
             old = per_obj["non_cond_frame_outputs"]
-            for f in [f for f in old if f < frame]:
+            for f in [f for f in old if (f > frame + window if reverse else f < frame - window)]:
                 del old[f]
 
     def _object_score(self, obj_idx: int, frame: int) -> float:
