@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sam2flow.archive import VideoReport
 from sam2flow.config import PipelineConfig
 from sam2flow.errors import is_permanent
+from sam2flow.sweep import Metric
 
 
 class _NoTracebackForInputErrors(logging.Filter):
@@ -88,6 +90,17 @@ def run_archive(
     if not isinstance(reports, list):
         return ArchiveOutcome(None, f"the archive run failed: {state.message or reports}")
     return ArchiveOutcome(reports, state.message or "")
+
+
+def run_sweep(
+    video: str, ground_truth: str, out: str, grid: dict[str, list[Any]], config: PipelineConfig, metric: Metric
+) -> list[dict[str, Any]]:
+    """Run `process_sweep`; returns its table (one row per setting, best first)."""
+    from sam2flow.flows.process_sweep import process_sweep
+
+    _quiet_input_errors()
+    _start_temporary_server()
+    return process_sweep(video=video, ground_truth=ground_truth, out=out, grid=grid, config=config, metric=metric)
 
 
 def serve(

@@ -330,6 +330,72 @@ def evaluate(
         json_out.write_text(json.dumps(metrics, indent=2))
 
 
+@app.command()
+def sweep(
+    video: Annotated[str, typer.Argument(help="Input video: a local path or an fsspec URI.")],
+    gt: Annotated[str, typer.Option("--gt", help="Its ground truth: a DAVIS folder of indexed PNGs or a MOT .txt.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder or URI (the run goes to OUT/<video_id>/).")],
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            "--grid",
+            "-g",
+            help="A config key and the values to try, e.g. --grid stitching.iou_threshold=0.2,0.3,0.5 (repeatable; "
+            "every combination runs, at most 64).",
+        ),
+    ],
+    metric: Annotated[
+        str, typer.Option("--metric", help="Picks the best setting: HOTA, DetA, AssA, IDF1, IDSW, MOTA, Recall, J&F.")
+    ] = "HOTA",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    checkpoint_dir: CheckpointDirOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Try every combination of the --grid values on one video and score each against its ground truth.
+
+    Settings that change the segmentation run the process_video flow (part files segmented before with the same
+    settings are reused); stitching, render and zone event settings re-stitch the same part files with no model.
+    Writes OUT/sweeps/<video_id>.parquet (one row per setting, best first) and leaves the best setting's results
+    in OUT/<video_id>/; the Prefect run has the table as an artifact.
+    """
+    from sam2flow import sweep as sweeps
+    from sam2flow.evaluate import load_ground_truth
+
+    _setup_logging(verbose)
+    _allow_checkpoint_dirs(checkpoint_dir)
+    cfg = _load(config, set_)
+    if metric not in sweeps.METRICS:
+        _fail(f"--metric {metric!r} is not one of {', '.join(sweeps.METRICS)}")
+    try:
+        parsed = sweeps.parse_grid(grid)
+        settings = sweeps.expand(cfg, parsed)
+        load_ground_truth(gt)
+        for setting in settings:
+            _preflight(video, out, setting.config)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    _prefect_env()
+    from sam2flow.flows import launch
+
+    try:
+        table = _stoppable(launch.run_sweep, video, gt, out, parsed, cfg, metric)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    keys = list(parsed)
+    typer.echo("  ".join([f"{'#':>3}", *(f"{k:>{max(len(k), 8)}}" for k in keys), f"{'how':10}", *(
+        f"{m:>6}" for m in sweeps.METRICS)]))  # fmt: skip
+    for row in table:
+        cells = [f"{row['setting']:>3}", *(f"{row[k]:>{max(len(k), 8)}}" for k in keys), f"{row['how']:10}"]
+        cells += [f"{row[m]:6.3f}" if row[m] is not None else f"{'-':>6}" for m in sweeps.METRICS]
+        typer.echo("  ".join(cells))
+    top = table[0]
+    typer.secho(
+        f"best by {metric}: setting {top['setting']} ({', '.join(f'{k}={top[k]}' for k in keys)})",
+        fg=typer.colors.GREEN,
+    )
+
+
 def _track_list(text: str | None) -> list[int] | None:
     if not text:
         return None
