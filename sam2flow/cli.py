@@ -25,6 +25,9 @@ app = typer.Typer(
 )
 ckpt_app = typer.Typer(help="List, download or generate model checkpoints.", no_args_is_help=True)
 app.add_typer(ckpt_app, name="checkpoints")
+refs_app = typer.Typer(help="Reference identities: named objects every subsequence starts out knowing.",
+                       no_args_is_help=True)  # fmt: skip
+app.add_typer(refs_app, name="references")
 
 log = logging.getLogger("sam2flow")
 
@@ -123,6 +126,7 @@ def _preflight(video: str, out: str, cfg: PipelineConfig) -> None:
 
     preflight.check_run(video, out, cfg)
     preflight.check_models(cfg)
+    preflight.check_references(cfg)
 
 
 @app.command()
@@ -597,6 +601,32 @@ def ckpt_random(
             path.unlink(missing_ok=True)
         r = resolve(f"random:{name}", manifest[name].kind)
         typer.echo(f"random:{name}: {r.path} sha256={r.sha256}")
+
+
+@refs_app.command("make")
+def refs_make(
+    run_dir: Annotated[str, typer.Argument(help="A finished run: OUT/<video_id>.")],
+    frames: Annotated[str, typer.Option("--frames", help="Frames to take, e.g. 10,250 (at most 8).")],
+    tracks: Annotated[str, typer.Option("--tracks", help="Tracks to name, e.g. 1:mouse_a,2:mouse_b.")],
+    dest: Annotated[Path, typer.Option("--dest", "-d", help="New folder for the library.")],
+) -> None:
+    """Make a reference library from a finished run: the listed frames of its video with the listed tracks' masks.
+
+    Set references.path to the folder: every subsequence of later runs then starts with these frames as SAM2
+    conditioning frames, and each named track keeps its name and a fixed track id (1, 2, … in --tracks order).
+    """
+    from sam2flow.references import make_references, parse_tracks
+
+    _setup_logging(False)
+    try:
+        picked = [int(f) for f in frames.split(",") if f.strip()]
+    except ValueError:
+        _fail(f"--frames {frames!r} must be frame numbers separated by commas, e.g. 10,250")
+    try:
+        path = make_references(run_dir, picked, parse_tracks(tracks), dest)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    typer.secho(f"reference library → {path}; use it with --set references.path={path}", fg=typer.colors.GREEN)
 
 
 def main() -> None:

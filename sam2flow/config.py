@@ -339,6 +339,16 @@ class RuntimeConfig(_Section):
         return entries[0] if len(entries) == 1 else entries
 
 
+class ReferencesConfig(_Section):
+    """Reference identities: named objects every subsequence starts out knowing."""
+
+    path: str | None = Field(
+        None,
+        description="A reference library folder (made by `sam2flow references make`): its frames condition SAM2 in "
+        "every subsequence, and each identity keeps its name and track id. Needs chunking.mode: parallel.",
+    )
+
+
 class PipelineConfig(_Section):
     """Everything that decides what a run produces. Unknown keys are errors."""
 
@@ -349,6 +359,7 @@ class PipelineConfig(_Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     zones: ZonesConfig = Field(default_factory=ZonesConfig)
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
     stitching: StitchingConfig = Field(default_factory=StitchingConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -357,8 +368,11 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _has_prompt_source(self) -> PipelineConfig:
-        if not self.detector.enabled and not self.prompts:
-            raise ValueError("nothing to track: enable the detector or give manual prompts")
+        if not self.detector.enabled and not self.prompts and self.references.path is None:
+            raise ValueError("nothing to track: enable the detector, give manual prompts or reference identities")
+        if self.references.path is not None and self.chunking.mode != "parallel":
+            raise ValueError("references.path needs chunking.mode: parallel (each subsequence starts from the "
+                             "references instead of the previous one's masks)")  # fmt: skip
         ft = self.finetune
         if ft.enabled:
             if not self.detector.enabled:
@@ -398,6 +412,8 @@ class PipelineConfig(_Section):
             relevant["finetune"] = self.finetune.model_dump(mode="json")
         if self.zones.filter_prompts:
             relevant["zones"] = [z.model_dump(mode="json") for z in self.zones.regions]
+        if self.references.path is not None:  # its content is added where it is read (`pipeline.part_digest`)
+            relevant["references"] = self.references.path
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -55,11 +55,15 @@ FRAMES_VERSION = "yuv420-model-size"
 """How frames reach the models (part of the part-file digest: a change there makes earlier part files stale)."""
 
 
-def part_digest(cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedCheckpoint | None) -> str:
+def part_digest(
+    cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedCheckpoint | None, references: str | None = None
+) -> str:
     """The folder of a run's part files: the segmentation settings but the manual prompts, and the content of the
-    models that run (each file's name adds the prompts inside its subsequence, `span_keys`)."""
+    models that run and of the reference library (each file's name adds the prompts inside its subsequence,
+    `span_keys`)."""
     models = f"{sam2.sha256}:{yolo.sha256 if yolo else '-'}"
-    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}:{FRAMES_VERSION}".encode()).hexdigest()[:16]
+    refs = f":{references}" if references else ""  # absent when unset: earlier digests stay as they were
+    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}:{FRAMES_VERSION}{refs}".encode()).hexdigest()[:16]
 
 
 def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
@@ -80,7 +84,8 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     sam2, yolo = models.sam2, models.yolo
     video_id = make_video_id(video, storage.content_digest(str(local)))
     out_dir = storage.join(out, video_id)
-    digest = part_digest(cfg, sam2, yolo)
+    refs = preflight.check_references(cfg)
+    digest = part_digest(cfg, sam2, yolo, refs.digest if refs else None)
     storage.makedirs(out_dir)
     times_uri = storage.join(out_dir, "timestamps.parquet")
     if not storage.exists(times_uri):  # the same for every run of this video id: written once

@@ -14,12 +14,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam2flow.config import PipelineConfig
+from sam2flow.config import ConfigError, PipelineConfig
 from sam2flow.io import access, storage
 from sam2flow.io.checkpoints import CheckpointError, ResolvedCheckpoint
 from sam2flow.io.frames import frame_limit, stored_bytes
 from sam2flow.io.storage import StorageError
 from sam2flow.io.video import VideoError, VideoProbe, probe
+from sam2flow.references import ReferenceSet
 
 MIB = 1 << 20
 
@@ -196,6 +197,23 @@ def check_run(video: str, out: str, cfg: PipelineConfig) -> VideoProbe | None:
     check_folder(out, output, "output folder")
     check_folder(str(work_dir_root(cfg)), work, "work folder (output.work_dir) for extracted frames")
     return info
+
+
+def check_references(cfg: PipelineConfig) -> ReferenceSet | None:
+    """The reference library of ``references.path`` (None when unset), read and verified: inside the input roots,
+    every file present and matching its sha256."""
+    from sam2flow.references import load_references
+
+    if cfg.references.path is None:
+        return None
+    access.check(cfg.references.path, access.INPUT_ROOTS_ENV, "reference library (references.path)")
+    refs = load_references(cfg.references.path)
+    if len(refs.identities) > cfg.segmenter.max_objects:
+        raise ConfigError(
+            f"references.path holds {len(refs.identities)} identities, more than segmenter.max_objects "
+            f"({cfg.segmenter.max_objects}): raise segmenter.max_objects"
+        )
+    return refs
 
 
 def check_archive(out: str, cfg: PipelineConfig) -> Models:

@@ -18,9 +18,27 @@ from sam2flow import stopping
 from sam2flow.config import DetectorConfig, ManualPrompt, PipelineConfig
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
-from sam2flow.core.types import BoolArray, Detections, FrameMasks, LocalObjId, MaskRow, ObjectPrompt, Subsequence
+from sam2flow.core.types import (
+    BoolArray,
+    Detections,
+    FrameMasks,
+    LocalObjId,
+    MaskRow,
+    ObjectPrompt,
+    ReferencePrompt,
+    Subsequence,
+)
 from sam2flow.core.zones import Polygon, box_touches_polygon
-from sam2flow.io.parquet import MANUAL_IDS, ParquetSink, part_schema, part_table, read_table, rows_from_table
+from sam2flow.io.parquet import (
+    IDENTITIES,
+    MANUAL_IDS,
+    ParquetSink,
+    part_schema,
+    part_table,
+    read_table,
+    rows_from_table,
+)
+from sam2flow.references import ReferenceSet, load_references
 from sam2flow.results import SegmentStats
 
 log = logging.getLogger(__name__)
@@ -42,6 +60,8 @@ class Session(Protocol):
     def remove(self, obj_id: LocalObjId) -> None: ...
 
     def reset(self) -> None: ...
+
+    def add_references(self, frames: Sequence[ReferencePrompt]) -> None: ...
 
     def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]: ...
 
@@ -66,13 +86,16 @@ class SegmentSettings:
     """When set, a detection prompts SAM2 only if its box touches one of these polygons."""
     backward_fill: bool = False
     """Track objects first prompted after the subsequence's first frame back to its start (`fill_backward`)."""
+    references: ReferenceSet | None = None
+    """Identities every subsequence starts with (`SubsequenceObjects.admit_references`)."""
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, extra_prompts: Sequence[ManualPrompt] = ()) -> SegmentSettings:
         """The settings of a pipeline configuration, with ``extra_prompts`` (corrections) after its own."""
         zones = tuple(z.polygon for z in cfg.zones.regions) if cfg.zones.filter_prompts else None
         prompts = (*cfg.prompts, *extra_prompts)
-        return cls(cfg.detector, prompts, cfg.segmenter.max_objects, zones, cfg.segmenter.backward_fill)
+        refs = load_references(cfg.references.path) if cfg.references.path is not None else None
+        return cls(cfg.detector, prompts, cfg.segmenter.max_objects, zones, cfg.segmenter.backward_fill, refs)
 
 
 class _TimedSession:
@@ -101,6 +124,13 @@ class _TimedSession:
         t0 = time.perf_counter()
         try:
             self.inner.reset()
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def add_references(self, frames: Sequence[ReferencePrompt]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.inner.add_references(frames)
         finally:
             self.seconds += time.perf_counter() - t0
 
@@ -221,6 +251,7 @@ class SubsequenceObjects:
         self.manual_ids: dict[str, LocalObjId] = {}
         self.last_seen: dict[LocalObjId, tuple[int, BoolArray]] = {}  # one mask per object, to re-acquire lost ones
         self.first_prompts: dict[LocalObjId, list[ObjectPrompt]] = {}  # new objects' prompts on their first frame
+        self.identities: dict[LocalObjId, int] = {}  # reference identities: local id → track id
         self.pending: list[MaskRow] = []
         self.rows = self.done = self.backfilled = 0
         self.masked_frames: set[int] = set()
@@ -272,6 +303,18 @@ class SubsequenceObjects:
         if self.pending:
             self.sink.write(part_table(self.pending))
             self.pending.clear()
+
+    def admit_references(self, refs: ReferenceSet) -> None:
+        """Start the session with the reference frames: identity ``n`` of the library is local object ``n``, with the
+        identity's name as its class; the frames are conditioning frames before the subsequence's own."""
+        local = {ident.name: LocalObjId(n) for n, ident in enumerate(refs.identities)}
+        for ident in refs.identities:
+            self.classes[local[ident.name]] = (-1, ident.name)
+            self.identities[local[ident.name]] = ident.track_id
+        frames = [
+            ReferencePrompt(f.rgb, {local[name]: m for name, m in f.masks.items()}, f.source_frame) for f in refs.frames
+        ]
+        self.session.add_references(frames)
 
     def admit_carried(self, k: int) -> list[ObjectPrompt]:
         """The previous subsequence's objects that continue from frame ``k`` (their classes are known now)."""
@@ -472,6 +515,8 @@ def segment_subsequence(
     with ParquetSink(part_uri, part_schema(links)) as sink, segmenter.session(frames_dir) as raw_session:
         session = _TimedSession(raw_session)
         objects = SubsequenceObjects(session, sub, settings, sink, carried, links, progress)
+        if settings.references is not None:
+            objects.admit_references(settings.references)
         done = -1  # last local frame whose masks were emitted
         for k in sorted(detector_frames | set(manual) | set(carried)):
             held: FrameMasks | None = None
@@ -500,6 +545,8 @@ def segment_subsequence(
         named = {int(o): int(key[3:]) for key, o in objects.manual_ids.items() if key.startswith("id:")}
         if named:  # the stitcher keeps each named object one track through the video
             sink.add_metadata(MANUAL_IDS, json.dumps(named))
+        if objects.identities:  # and each reference identity its own track id
+            sink.add_metadata(IDENTITIES, json.dumps({int(o): t for o, t in objects.identities.items()}))
     if progress is not None and objects.done < sub.length:
         progress(sub.length, sub.length)
     return SegmentStats(

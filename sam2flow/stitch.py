@@ -33,10 +33,12 @@ from sam2flow.core.stitching import (
 from sam2flow.core.types import LocalObjId, Subsequence, TrackId
 from sam2flow.corrections import Corrections, TrackEdits
 from sam2flow.io.parquet import (
+    IDENTITIES,
     MASKS_SCHEMA,
     TRACKS_SCHEMA,
     ParquetSink,
     read_carried_from,
+    read_id_map,
     read_manual_ids,
     read_table,
     table_from_columns,
@@ -130,7 +132,26 @@ def link_next(parts: PartSet, prev: LinkState | None, rule: MatchRule) -> tuple[
     matches = boundary_matches(parts, index, rule) if index > 0 else []
     first_seen, votes = owned_summary(parts, index)
     named = {LocalObjId(o): n for o, n in read_manual_ids(parts.uris[index]).items()}
-    return link_subsequence(prev, index, matches, first_seen, votes, named), len(matches)
+    fixed = {LocalObjId(o): TrackId(t) for o, t in read_id_map(parts.uris[index], IDENTITIES).items()}
+    if fixed and prev is not None:
+        _report_disagreements(prev, matches, fixed, index)
+    return link_subsequence(prev, index, matches, first_seen, votes, named, fixed), len(matches)
+
+
+def _report_disagreements(
+    prev: LinkState, matches: list[PairMatch], fixed: dict[LocalObjId, TrackId], index: int
+) -> None:
+    """Log where the overlap's masks join a reference identity to another identity's track (the identities win)."""
+    reserved = set(fixed.values())
+    for m in matches:
+        left = prev.track_of.get(m.left[1])
+        right = fixed.get(m.right[1])
+        if left in reserved and right is not None and left != right:
+            log.warning(
+                "boundary %d|%d: the overlap's masks join identity track %d to identity track %d (IoU %.2f); "
+                "the references keep them apart",
+                index - 1, index, left, right, m.iou,
+            )  # fmt: skip
 
 
 def link_all(parts: PartSet, rule: MatchRule) -> Iterator[tuple[LinkState, int]]:

@@ -7,7 +7,7 @@ ground truth. The real SAM2 and YOLO path is tested separately, end to end.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from sam2flow.core.prompts import box_iou
-from sam2flow.core.types import Detections, FrameMasks, LocalObjId, ObjectPrompt, Subsequence
+from sam2flow.core.types import Detections, FrameMasks, LocalObjId, ObjectPrompt, ReferencePrompt, Subsequence
 from tests.synth import Bar, Square
 
 
@@ -90,6 +90,15 @@ class ReplaySession:
 
     def reset(self) -> None:
         self.gt_of.clear()
+
+    def add_references(self, frames: Sequence[ReferencePrompt]) -> None:
+        """Each identity follows the square its reference mask shows on the reference's own frame of the scene."""
+        for f in frames:
+            present = self.scene.present(f.source_frame)
+            for obj, mask in f.masks.items():
+                truth = [self.scene.mask(i, f.source_frame) for i in present]
+                ious = [(mask & t).sum() / max((mask | t).sum(), 1) for t in truth]
+                self.gt_of[obj] = present[int(np.argmax(ious))]
 
     def propagate(self, start: int, stop: int, reverse: bool = False) -> Iterator[FrameMasks]:
         if not self.gt_of:

@@ -192,6 +192,7 @@ def link_subsequence(
     first_seen: Mapping[LocalObjId, FirstSeen],
     votes: Mapping[LocalObjId, Mapping[tuple[int, str], int]],
     named: Mapping[LocalObjId, int] | None = None,
+    fixed: Mapping[LocalObjId, TrackId] | None = None,
 ) -> LinkState:
     """Give the objects of subsequence ``index`` their track ids, continuing ``prev`` (None for the first one).
 
@@ -209,6 +210,8 @@ def link_subsequence(
         votes: For each of those objects, its rows' class votes on those frames.
         named: Objects that manual prompts name with an ``obj_id``: one named earlier keeps that track, whatever
             the masks matched (a correction says which object it is).
+        fixed: Reference identities and their track ids: each keeps its id, whatever the masks matched, and new
+            tracks are numbered after every identity's id.
     """
     track_of: dict[LocalObjId, TrackId] = {}
     if prev is not None:
@@ -222,8 +225,12 @@ def link_subsequence(
         if track is not None:
             track_of = {k: t for k, t in track_of.items() if t != track}  # no other object keeps that track
             track_of[o] = track
+    if fixed:
+        reserved = set(fixed.values())
+        track_of = {k: t for k, t in track_of.items() if t not in reserved}
+        track_of.update(fixed)
     fresh = sorted((o for o in first_seen if o not in track_of), key=lambda o: first_seen[o])
-    next_track = prev.next_track if prev is not None else 1
+    next_track = max(prev.next_track if prev is not None else 1, max((fixed or {}).values(), default=0) + 1)
     for o in fresh:
         track_of[o] = TrackId(next_track)
         next_track += 1

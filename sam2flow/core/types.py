@@ -112,6 +112,18 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class ReferencePrompt:
+    """A reference frame a session starts with (a conditioning frame before the subsequence's own frames): its
+    image and the mask of each reference identity on it, by the identity's local id. It never gives rows."""
+
+    rgb: np.ndarray = field(repr=False)
+    """``(H, W, 3)`` uint8; any size (SAM2 resizes it; masks are scaled to the subsequence's frame size)."""
+    masks: dict[LocalObjId, BoolArray] = field(repr=False)
+    source_frame: int = 0
+    """The frame of the run it was taken from (for test doubles that replay a known scene)."""
+
+
+@dataclass(frozen=True)
 class ObjectPrompt:
     """One object's prompt on one frame of a subsequence, in source pixels.
 

@@ -153,12 +153,21 @@ MANUAL_IDS = b"manual_objects"
 """Part-file metadata key: JSON {local id: obj_id} for the objects that manual prompts with an ``obj_id`` describe."""
 
 
-def read_manual_ids(uri: str) -> dict[int, int]:
-    """The local objects of a part file that manual prompts named with an ``obj_id`` (empty when none)."""
+IDENTITIES = b"reference_identities"
+"""Part-file metadata key: JSON {local id: track id} for the objects that are reference identities."""
+
+
+def read_id_map(uri: str, key: bytes) -> dict[int, int]:
+    """A part file's {local id: id} map under ``key`` (`MANUAL_IDS` or `IDENTITIES`; empty when absent)."""
     fs, path = storage.filesystem(uri)
     with fs.open(path, "rb") as f:
         meta = pq.read_metadata(f).metadata or {}
-    return {int(k): int(v) for k, v in json.loads(meta.get(MANUAL_IDS, b"{}")).items()}
+    return {int(k): int(v) for k, v in json.loads(meta.get(key, b"{}")).items()}
+
+
+def read_manual_ids(uri: str) -> dict[int, int]:
+    """The local objects of a part file that manual prompts named with an ``obj_id`` (empty when none)."""
+    return read_id_map(uri, MANUAL_IDS)
 
 
 def part_table(rows: Sequence[MaskRow]) -> pa.Table:

@@ -32,7 +32,7 @@ class LoadedFrames:
     """The source frame size."""
 
 
-def _fill(out: np.ndarray, rgb: np.ndarray, size: int) -> None:
+def fill_normalised(out: np.ndarray, rgb: np.ndarray, size: int) -> None:
     """Write one RGB frame, resized to ``size`` square, normalised, into ``out`` ``(3, S, S)`` float32."""
     if rgb.shape[:2] != (size, size):
         shrink = rgb.shape[0] >= size and rgb.shape[1] >= size
@@ -47,7 +47,7 @@ def load_frames(frames_dir: Path, image_size: int) -> LoadedFrames:
     images = torch.empty((reader.count, 3, image_size, image_size), dtype=torch.float32)
     view = images.numpy()
     for i in range(reader.count):
-        _fill(view[i], reader.rgb(i), image_size)
+        fill_normalised(view[i], reader.rgb(i), image_size)
     reader.close()
     return LoadedFrames(images, reader.source_height, reader.source_width)
 

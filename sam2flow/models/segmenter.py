@@ -6,15 +6,17 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
-from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt
+from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt, ReferencePrompt
 from sam2flow.io.checkpoints import ResolvedCheckpoint
+from sam2flow.models.frames import fill_normalised
 from sam2flow.models.frames import install as install_frame_loader
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,11 @@ class Sam2Segmenter:
 
 
 class Sam2Session:
-    """One subsequence's inference state: add prompts, propagate, read masks. Frames are local indices."""
+    """One subsequence's inference state: add prompts, propagate, read masks. Frames are local indices: reference
+    frames (`add_references`) come before them in SAM2's state and are never reported."""
+
+    _offset = 0
+    """How many reference frames come before the subsequence's own frames in SAM2's state."""
 
     def __init__(self, segmenter: Sam2Segmenter, state: dict[str, Any]) -> None:
         self._seg = segmenter
@@ -119,18 +125,46 @@ class Sam2Session:
         self.height: int = int(state["video_height"])
         self.width: int = int(state["video_width"])
 
+    def add_references(self, frames: Sequence[ReferencePrompt]) -> None:
+        """Put the reference frames before the subsequence's frames and add each identity's mask on them as a
+        conditioning prompt. Call once, before any other prompt."""
+        if self._offset or self._state["obj_ids"]:
+            raise RuntimeError("reference frames go into a fresh session, before any prompt")
+        state, size = self._state, self._seg.image_size
+        images = torch.empty((len(frames), 3, size, size), dtype=torch.float32)
+        for i, f in enumerate(frames):
+            fill_normalised(images[i].numpy(), f.rgb, size)
+        frames_now = state["images"]
+        state["images"] = torch.cat([images.to(frames_now.device, frames_now.dtype), frames_now])
+        state["num_frames"] = int(state["num_frames"]) + len(frames)
+        state["cached_features"] = {}  # keyed by frame index, which just moved
+        self._offset = len(frames)
+        for i, f in enumerate(frames):
+            for obj, mask in f.masks.items():
+                if mask.shape != (self.height, self.width):
+                    small = cv2.resize(
+                        mask.astype(np.uint8), (self.width, self.height), interpolation=cv2.INTER_NEAREST
+                    )
+                    mask = small > 0
+                self._pred.add_new_mask(state, frame_idx=i, obj_id=int(obj), mask=mask)
+
     def add(self, prompt: ObjectPrompt) -> FrameMasks:
         """Add one object's prompt on its frame; returns every object's mask on that frame."""
         if prompt.mask is not None:
             frame, obj_ids, logits = self._pred.add_new_mask(
-                self._state, frame_idx=prompt.frame, obj_id=int(prompt.local_id), mask=prompt.mask
+                self._state, frame_idx=prompt.frame + self._offset, obj_id=int(prompt.local_id), mask=prompt.mask
             )
             return self._frame_masks(frame, obj_ids, logits)
         points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if prompt.points else None
         labels = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
         box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
         frame, obj_ids, logits = self._pred.add_new_points_or_box(
-            self._state, frame_idx=prompt.frame, obj_id=int(prompt.local_id), points=points, labels=labels, box=box
+            self._state,
+            frame_idx=prompt.frame + self._offset,
+            obj_id=int(prompt.local_id),
+            points=points,
+            labels=labels,
+            box=box,
         )
         return self._frame_masks(frame, obj_ids, logits)
 
@@ -151,7 +185,7 @@ class Sam2Session:
         ``start``, or with ``reverse`` backward from ``stop``."""
         if stop < start or not self._state["obj_ids"]:
             return
-        first = stop if reverse else start
+        first = (stop if reverse else start) + self._offset
         window = self._seg.memory_window
         for frame, obj_ids, logits in self._pred.propagate_in_video(
             self._state, start_frame_idx=first, max_frame_num_to_track=stop - start, reverse=reverse
@@ -183,7 +217,7 @@ class Sam2Session:
         keep = np.flatnonzero(present)
         scores = np.array([self._object_score(int(i), frame) for i in keep], dtype=np.float32)
         return FrameMasks(
-            frame=int(frame),
+            frame=int(frame) - self._offset,
             obj_ids=tuple(LocalObjId(int(obj_ids[i])) for i in keep),
             masks=masks[keep],
             scores=scores,
