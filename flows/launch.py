@@ -92,6 +92,31 @@ def run_archive(
     return ArchiveOutcome(reports, state.message or "")
 
 
+def run_stream(
+    source: str,
+    out: str,
+    config: PipelineConfig,
+    segment_seconds: float,
+    max_in_flight: int,
+    pattern: str,
+    idle_exit: float | None,
+    retries: int,
+) -> ArchiveOutcome:
+    """Run `process_stream` until the source ends; its reports, one per segment."""
+    from sam2flow.flows.process_stream import process_stream
+
+    _quiet_input_errors()
+    _start_temporary_server()
+    state = process_stream(
+        source=source, out=out, config=config, segment_seconds=segment_seconds, max_in_flight=max_in_flight,
+        pattern=pattern, idle_exit=idle_exit, retries=retries, return_state=True,
+    )  # fmt: skip
+    reports = state.result(raise_on_failure=False)
+    if not isinstance(reports, list):
+        return ArchiveOutcome(None, f"the stream run failed: {state.message or reports}")
+    return ArchiveOutcome(reports, state.message or "")
+
+
 def run_sweep(
     video: str, ground_truth: str, out: str, grid: dict[str, list[Any]], config: PipelineConfig, metric: Metric
 ) -> list[dict[str, Any]]:

@@ -335,6 +335,64 @@ def evaluate(
 
 
 @app.command()
+def watch(
+    source: Annotated[
+        str, typer.Argument(help="A stream URL (rtsp, rtmp, http(s)/HLS, tcp/udp MPEG-TS, srt) or a local folder.")
+    ],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder; results go to OUT/<stream_id>/.")],
+    segment_seconds: Annotated[
+        float, typer.Option("--segment-seconds", min=1.0, max=3600.0, help="Length of each recorded segment.")
+    ] = 60.0,
+    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, max=8, help="Segments at once.")] = 1,
+    pattern: Annotated[str, typer.Option("--pattern", "-p", help="A folder's files to take.")] = "*.mp4",
+    idle_exit: Annotated[
+        float | None, typer.Option("--idle-exit", min=1.0, help="Folder: stop after this many seconds without a file.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, max=100, help="Reconnections in a row before giving a stream up.")
+    ] = 5,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    checkpoint_dir: CheckpointDirOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Process a live source as it records, with the process_stream flow.
+
+    A stream is recorded without re-encoding into segments of --segment-seconds under OUT/<stream_id>/segments/;
+    each closed segment (or each new file of a watched folder) is processed as its own run under
+    OUT/<stream_id>/runs/, and OUT/<stream_id>/tracks.parquet links the tracks of consecutive segments. A dropped
+    connection is retried with backoff. Exit code 0 once the source has ended and every segment is processed, 1
+    when a segment failed or the stream was given up, 2 on bad arguments.
+    """
+    from sam2flow import preflight
+    from sam2flow.watch import check_source
+
+    _setup_logging(verbose)
+    _allow_checkpoint_dirs(checkpoint_dir)
+    cfg = _load(config, set_)
+    try:
+        check_source(source)
+        preflight.check_archive(out, cfg)
+        preflight.check_references(cfg)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    _prefect_env()
+    from sam2flow.flows import launch
+
+    outcome = _stoppable(
+        launch.run_stream, source, out, cfg, segment_seconds, max_in_flight, pattern, idle_exit, retries
+    )
+    if outcome.reports is None:
+        _fail(outcome.message)
+    for r in outcome.reports:
+        colour = {"done": typer.colors.GREEN, "skipped": typer.colors.BLUE}.get(r.status, typer.colors.RED)
+        typer.secho(f"{r.status:8} {r.video}  {r.out_dir if r.status != 'failed' else r.reason}", fg=colour)
+    typer.echo(outcome.message)
+    failed = any(r.status == "failed" for r in outcome.reports) or "given up" in outcome.message
+    raise typer.Exit(code=1 if failed else 0)
+
+
+@app.command()
 def sweep(
     video: Annotated[str, typer.Argument(help="Input video: a local path or an fsspec URI.")],
     gt: Annotated[str, typer.Option("--gt", help="Its ground truth: a DAVIS folder of indexed PNGs or a MOT .txt.")],
