@@ -100,6 +100,7 @@ def run_stream(
     max_in_flight: int,
     pattern: str,
     idle_exit: float | None,
+    settle: float,
     retries: int,
 ) -> ArchiveOutcome:
     """Run `process_stream` until the source ends; its reports, one per segment."""
@@ -109,7 +110,7 @@ def run_stream(
     _start_temporary_server()
     state = process_stream(
         source=source, out=out, config=config, segment_seconds=segment_seconds, max_in_flight=max_in_flight,
-        pattern=pattern, idle_exit=idle_exit, retries=retries, return_state=True,
+        pattern=pattern, idle_exit=idle_exit, settle=settle, retries=retries, return_state=True,
     )  # fmt: skip
     reports = state.result(raise_on_failure=False)
     if not isinstance(reports, list):

@@ -37,8 +37,8 @@ def stream_segment_task(index: int, video: str, out: str, config: PipelineConfig
 
 
 def _source_thread(
-    source: str, folder: str, segment_seconds: float, pattern: str, idle_exit: float | None, retries: int,
-    segments: queue.SimpleQueue[Segment | SourceEnd], stop: threading.Event,
+    source: str, folder: str, segment_seconds: float, pattern: str, idle_exit: float | None, settle: float,
+    retries: int, segments: queue.SimpleQueue[Segment | SourceEnd], stop: threading.Event,
 ) -> threading.Thread:  # fmt: skip
     """Record (or watch) the source on a thread of its own, putting each closed segment, then how it ended."""
     from pathlib import Path
@@ -49,7 +49,7 @@ def _source_thread(
             if is_stream(source):
                 end = record_stream(source, Path(folder, "segments"), segment_seconds, segments.put, stop, retries)
             else:
-                end = watch_folder(Path(source), pattern, segments.put, stop, idle_exit)
+                end = watch_folder(Path(source), pattern, segments.put, stop, idle_exit, settle)
         finally:
             segments.put(end)
 
@@ -76,6 +76,9 @@ def process_stream(
         float | None, Field(gt=0, description="Folder: end after this many seconds without a new file.")
     ] = None,
     retries: Annotated[int, Field(ge=0, le=100, description="Reconnections in a row before giving up.")] = 5,
+    settle: Annotated[
+        float, Field(ge=0, le=3600, description="Folder: a file is taken once unchanged for this many seconds.")
+    ] = 5.0,
 ) -> State[list[VideoReport]]:
     """Process a live source as it records: each closed segment becomes a `process_video` run (at most
     ``max_in_flight`` at once, started in order) under ``out/<stream_id>/runs/``, and ``out/<stream_id>/tracks.parquet``
@@ -91,6 +94,7 @@ def process_stream(
         pattern: Files to take from a watched folder.
         idle_exit: A watched folder ends after this long without a new file (never when empty).
         retries: A stream that fails or drops this many times in a row is given up.
+        settle: A watched folder's file is taken once its size and time are unchanged for this long.
 
     Returns:
         One report per segment; Failed when a segment failed or the stream was given up.
@@ -102,7 +106,7 @@ def process_stream(
     tracks = StreamTracks(folder, config.stitching.rule(), {i.track_id for i in refs.identities} if refs else set())
     segments: queue.SimpleQueue[Segment | SourceEnd] = queue.SimpleQueue()
     stop = threading.Event()
-    recorder = _source_thread(source, folder, segment_seconds, pattern, idle_exit, retries, segments, stop)
+    recorder = _source_thread(source, folder, segment_seconds, pattern, idle_exit, settle, retries, segments, stop)
     logger.info("watching %s → %s (segments of %gs, %d at once)", source, folder, segment_seconds, max_in_flight)
     reports: list[VideoReport] = []
     try:

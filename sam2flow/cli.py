@@ -351,6 +351,9 @@ def watch(
     retries: Annotated[
         int, typer.Option("--retries", min=0, max=100, help="Reconnections in a row before giving a stream up.")
     ] = 5,
+    settle: Annotated[
+        float, typer.Option("--settle-seconds", min=0.0, help="Folder: take a file once unchanged this long.")
+    ] = 5.0,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     checkpoint_dir: CheckpointDirOpt = None,
@@ -380,7 +383,7 @@ def watch(
     from sam2flow.flows import launch
 
     outcome = _stoppable(
-        launch.run_stream, source, out, cfg, segment_seconds, max_in_flight, pattern, idle_exit, retries
+        launch.run_stream, source, out, cfg, segment_seconds, max_in_flight, pattern, idle_exit, settle, retries
     )
     if outcome.reports is None:
         _fail(outcome.message)

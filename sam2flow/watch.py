@@ -166,12 +166,14 @@ def watch_folder(
     on_segment: Callable[[Segment], None],
     stop: threading.Event,
     idle_exit: float | None = None,
+    settle: float = 5.0,
     poll: float = 1.0,
 ) -> SourceEnd:
     """Call ``on_segment`` for each file of ``folder`` matching ``pattern``, in name order, once its size and time
-    have not changed for one poll. Ends when ``stop`` is set, or after ``idle_exit`` seconds without a new file."""
+    have not changed for ``settle`` seconds. Ends when ``stop`` is set, or after ``idle_exit`` seconds without a new
+    file."""
     handed: set[str] = set()
-    sizes: dict[str, tuple[int, int]] = {}
+    sizes: dict[str, tuple[tuple[int, int], float]] = {}  # name → (size, mtime) and since when it is so
     last_new = time.monotonic()
     count = 0
     while not stop.is_set():
@@ -181,13 +183,14 @@ def watch_folder(
                 continue
             st = path.stat()
             now = (st.st_size, st.st_mtime_ns)
-            if sizes.get(name) == now and st.st_size > 0:
+            seen, since = sizes.get(name, (None, time.monotonic()))
+            if seen != now:
+                sizes[name] = (now, time.monotonic())
+            elif st.st_size > 0 and time.monotonic() - since >= settle:
                 handed.add(name)
                 on_segment(Segment(count, name, 0.0))
                 count += 1
                 last_new = time.monotonic()
-            else:
-                sizes[name] = now
         if idle_exit is not None and time.monotonic() - last_new > idle_exit:
             break
         stop.wait(poll)

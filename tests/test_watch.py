@@ -142,3 +142,33 @@ def test_watch_command_retries_until_the_stream_comes_and_exits_0_at_its_end(tmp
     assert all(list((folder / "runs").glob(f"{s.stem}-*/masks.parquet")) for s in segments)
     assert pq.read_table(folder / "tracks.parquet").num_rows >= 1
     print(f"watch took {time.monotonic() - t0:.1f} s for {len(segments)} segments")
+
+
+def test_a_watched_folder_hands_over_finished_files_in_order(tmp_path: Path) -> None:
+    """Files are handed over once they stop growing, in name order, each once; the watch ends after --idle-exit."""
+    import threading
+
+    from sam2flow.watch import Segment, watch_folder
+
+    (tmp_path / "b.mp4").write_bytes(b"x" * 10)
+    (tmp_path / "a.mp4").write_bytes(b"x" * 10)
+    (tmp_path / "notes.txt").write_text("not a video")
+    got: list[Segment] = []
+    growing = tmp_path / "c.mp4"
+    early: list[bool] = []
+
+    def write_slowly() -> None:
+        with open(growing, "wb") as f:
+            for _ in range(5):
+                f.write(b"y" * 100)
+                f.flush()
+                time.sleep(0.15)
+            early.append(any(Path(s.path) == growing for s in got))
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    end = watch_folder(tmp_path, "*.mp4", got.append, threading.Event(), idle_exit=1.0, settle=0.5, poll=0.1)
+    writer.join()
+    assert early == [False], "handed over while still growing"
+    assert [Path(s.path).name for s in got] == ["a.mp4", "b.mp4", "c.mp4"] and [s.index for s in got] == [0, 1, 2]
+    assert end.ended and end.segments == 3
