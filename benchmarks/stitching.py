@@ -2,7 +2,8 @@
 prompting, part files and stitcher; TrackEval scores the tracks against the exact ground truth.
 
 The scene (tests/replay.py STRESS) has an object crossing every boundary, one entering and leaving inside overlaps,
-and two look-alikes crossing each other inside an overlap; 96 frames in subsequences of 32 overlapping by 16.
+and two look-alikes crossing each other inside an overlap; 96 frames in subsequences of 32 overlapping by 16. Modes:
+parallel, carry, and parallel with a reference library of the four squares (made from a finished run of the scene).
 
     .venv/bin/python -m benchmarks.stitching [--json out/stitching.json]
 """
@@ -30,7 +31,8 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from sam2flow.evaluate import evaluate
-    from tests.replay import STRESS, STRESS_FRAMES, run_scene, write_davis
+    from sam2flow.references import make_references
+    from tests.replay import STRESS, STRESS_FRAMES, finished_run, run_scene, write_davis
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=None)
@@ -39,7 +41,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         gt = write_davis(STRESS, STRESS_FRAMES, Path(tmp) / "gt")
-        for mode in ("parallel", "carry"):
+        # A reference library of the four squares, made from a finished run of the scene (frame 34 shows them all).
+        (Path(tmp) / "lib-run").mkdir()
+        lib = make_references(str(finished_run(STRESS, Path(tmp) / "lib-run", STRESS_FRAMES)), [34],
+                              {1: "a", 2: "b", 3: "c", 4: "d"}, Path(tmp) / "lib")  # fmt: skip
+        modes = {
+            "parallel": ("chunking.mode=parallel",),
+            "carry": ("chunking.mode=carry",),
+            "references": ("chunking.mode=parallel", f"references.path={lib}"),
+        }
+        for mode, overrides in modes.items():
             for blind in (frozenset(), frozenset({2})):
                 for name, noise in NOISE.items():
                     seeds = range(args.seeds if noise else 1)
@@ -48,7 +59,7 @@ def main() -> None:
                             str(
                                 run_scene(
                                     STRESS, Path(tmp) / f"{mode}-{len(blind)}-{name}-{s}", STRESS_FRAMES, 32, 16,
-                                    every=1, seed=s, overrides=(f"chunking.mode={mode}",), blind=blind, noise=noise,
+                                    every=1, seed=s, overrides=overrides, blind=blind, noise=noise,
                                 )
                             ),
                             gt,
@@ -58,10 +69,10 @@ def main() -> None:
                     mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("HOTA", "IDF1", "IDSW", "J&F")}
                     row = {"mode": mode, "detector": "blind in subseq 2" if blind else "ok", "noise": name, **mean}
                     rows.append(row)
-    print(f"{'mode':9} {'detector':18} {'noise':18} {'HOTA':>6} {'IDF1':>6} {'IDSW':>5} {'J&F':>6}")
+    print(f"{'mode':10} {'detector':18} {'noise':18} {'HOTA':>6} {'IDF1':>6} {'IDSW':>5} {'J&F':>6}")
     for r in rows:
         print(
-            f"{r['mode']:9} {r['detector']:18} {r['noise']:18} {r['HOTA']:6.3f} {r['IDF1']:6.3f} "
+            f"{r['mode']:10} {r['detector']:18} {r['noise']:18} {r['HOTA']:6.3f} {r['IDF1']:6.3f} "
             f"{r['IDSW']:5.1f} {r['J&F']:6.3f}"
         )
     thin = thin_objects(args.seeds)
