@@ -74,6 +74,14 @@ class ArchiveOutcome:
     reports: list[VideoReport] | None
     message: str
 
+    @classmethod
+    def of(cls, state: Any, what: str) -> ArchiveOutcome:
+        """The outcome of a finished flow run's state (its result, or why the run itself failed)."""
+        reports = state.result(raise_on_failure=False)
+        if not isinstance(reports, list):
+            return cls(None, f"the {what} run failed: {state.message or reports}")
+        return cls(reports, state.message or "")
+
 
 def run_archive(
     source: str, out: str, pattern: str, config: PipelineConfig, max_in_flight: int | None
@@ -86,10 +94,7 @@ def run_archive(
     state = process_archive(
         source=source, out=out, pattern=pattern, config=config, max_in_flight=max_in_flight, return_state=True
     )
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):
-        return ArchiveOutcome(None, f"the archive run failed: {state.message or reports}")
-    return ArchiveOutcome(reports, state.message or "")
+    return ArchiveOutcome.of(state, "archive")
 
 
 def run_stream(
@@ -112,10 +117,7 @@ def run_stream(
         source=source, out=out, config=config, segment_seconds=segment_seconds, max_in_flight=max_in_flight,
         pattern=pattern, idle_exit=idle_exit, settle=settle, retries=retries, return_state=True,
     )  # fmt: skip
-    reports = state.result(raise_on_failure=False)
-    if not isinstance(reports, list):
-        return ArchiveOutcome(None, f"the stream run failed: {state.message or reports}")
-    return ArchiveOutcome(reports, state.message or "")
+    return ArchiveOutcome.of(state, "stream")
 
 
 def run_sweep(

@@ -26,8 +26,9 @@ MAX_IN_FLIGHT = 16
 """Videos of one archive run at once at most (each is a subflow holding a thread of the flow's task runner)."""
 
 
-def _run_video(video: str, out: str, config: PipelineConfig) -> str:
-    # Two copies of one video in an archive share an output folder: the second waits for the first, then reuses it.
+def run_video_subflow(video: str, out: str, config: PipelineConfig) -> str:
+    """`process_video` as a subflow that waits for another run of the same video into the same folder (two copies of
+    one video in an archive share an output folder: the second waits for the first, then reuses it)."""
     return str(process_video(video=video, out=out, config=config, wait=True))
 
 
@@ -39,7 +40,7 @@ def archive_video_task(video: str, out: str, config: PipelineConfig, ticket: Tic
     tells the archive's `Backlog` (through ``ticket``) how much segmentation it still has.
     """
     with admitted(ticket):
-        report = process_one(video, out, config, _run_video)
+        report = process_one(video, out, config, run_video_subflow)
     create_markdown_artifact(
         markdown=summary_markdown(report), key=f"video-{artifact_slug(video)}", description=f"sam2flow: {report.status}"
     )

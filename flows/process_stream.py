@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
+from dataclasses import asdict
 from typing import Annotated
 
 from prefect import State, flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
@@ -15,9 +17,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from sam2flow import stopping
-from sam2flow.archive import VideoReport, process_one
+from sam2flow.archive import VideoReport, artifact_slug, process_one
 from sam2flow.config import PipelineConfig
-from sam2flow.flows.process_video import process_video
+from sam2flow.flows.process_archive import SUMMARY_COLUMNS, run_video_subflow
 from sam2flow.io import storage
 from sam2flow.preflight import check_references
 from sam2flow.stream import StreamTracks
@@ -26,14 +28,10 @@ from sam2flow.watch import Segment, SourceEnd, is_stream, record_stream, stream_
 MAX_IN_FLIGHT = 8
 
 
-def _run_video(video: str, out: str, config: PipelineConfig) -> str:
-    return str(process_video(video=video, out=out, config=config, wait=True))
-
-
 @task(name="stream-segment", cache_policy=NO_CACHE, task_run_name="segment-{index}")
 def stream_segment_task(index: int, video: str, out: str, config: PipelineConfig) -> VideoReport:
     """Process one closed segment as a `process_video` subflow; failures are reported, not raised."""
-    return process_one(video, out, config, _run_video)
+    return process_one(video, out, config, run_video_subflow)
 
 
 def _source_thread(
@@ -114,6 +112,11 @@ def process_stream(
     finally:
         stop.set()
         recorder.join(timeout=30)
+    create_table_artifact(
+        table=[{k: asdict(r)[k] for k in SUMMARY_COLUMNS} for r in reports],
+        key=f"stream-{artifact_slug(source)}",
+        description=f"process_stream {source}",
+    )
     failed = sum(r.status == "failed" for r in reports)
     how = "ended" if end.ended else f"was given up ({end.reason})"
     message = f"{len(reports)} segment(s), {failed} failed, {end.reconnects} reconnection(s); the source {how}"
