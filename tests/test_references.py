@@ -146,9 +146,11 @@ def test_real_sam2_starts_from_the_references(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_run_with_references_names_its_tracks(tmp_path: Path, library: tuple[Path, Path, dict[int, str]]) -> None:
     """`sam2flow run` (smoke config: real SAM2 and YOLO with random weights) with the library and no other prompt:
-    every row belongs to an identity under its name and track id, on the clip's own frames; the manifest's part
-    digest changes with the library; a tampered library stops the run before it starts (exit 2)."""
-    run, lib, names = library
+    every row belongs to an identity under its name and track id, on the clip's own frames; a tampered library, or
+    one with more identities than segmenter.max_objects, stops the run before it starts (exit 2)."""
+    run, _, _ = library
+    names = {1: "red", 2: "green"}
+    lib = make_references(str(run), [REF_FRAME], {1: "red", 4: "green"}, tmp_path / "two")
     manifest = json.loads((run / "manifest.json").read_text())
     clip = manifest["input"]
     out = tmp_path / "out"
@@ -156,10 +158,10 @@ def test_a_run_with_references_names_its_tracks(tmp_path: Path, library: tuple[P
     def sam2flow(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "sam2flow.cli", "run", clip, "--out", str(out), "--config", "configs/smoke.yaml",
                "--set", "detector.enabled=false", "--set", "prompts=[]", "--set", "chunking.length=32",
-               "--set", "video.max_frames=48", "--set", "render.enabled=false", *args]  # fmt: skip
+               "--set", "video.max_frames=32", "--set", "render.enabled=false", *args]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
-    proc = sam2flow("--set", f"references.path={lib}", "--set", "segmenter.max_objects=4")
+    proc = sam2flow("--set", f"references.path={lib}", "--set", "segmenter.max_objects=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = next(out.iterdir())
     rows = pq.read_table(folder / "masks.parquet", columns=["frame", "track_id", "class_name"]).to_pylist()
@@ -175,7 +177,7 @@ def test_a_run_with_references_names_its_tracks(tmp_path: Path, library: tuple[P
     shutil.copytree(lib, bad)
     jpg = next(bad.glob("*.jpg"))
     jpg.write_bytes(jpg.read_bytes() + b"\0")
-    proc = sam2flow("--set", f"references.path={bad}", "--set", "segmenter.max_objects=4")
+    proc = sam2flow("--set", f"references.path={bad}", "--set", "segmenter.max_objects=2")
     assert proc.returncode == 2 and "sha256" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    proc = sam2flow("--set", f"references.path={lib}", "--set", "segmenter.max_objects=3")
+    proc = sam2flow("--set", f"references.path={lib}", "--set", "segmenter.max_objects=1")
     assert proc.returncode == 2 and "segmenter.max_objects" in proc.stderr, proc.stderr[-2000:]

@@ -62,7 +62,7 @@ def test_sources_and_segment_lists(tmp_path: Path) -> None:
 def test_a_live_stream_is_processed_segment_by_segment_keeping_identities(
     prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Five seconds of two squares streamed live, recorded in segments of about two seconds: every segment is
+    """Four seconds of two squares streamed live, recorded in segments of about two seconds: every segment is
     processed, in order, and each square is one stream track through every segment (the test doubles replay the
     scene's masks, so the identities can be checked exactly)."""
     import torch
@@ -73,7 +73,7 @@ def test_a_live_stream_is_processed_segment_by_segment_keeping_identities(
 
     monkeypatch.setattr(segmenter, "Sam2Segmenter", SceneSegmenter)
     monkeypatch.setattr(detector, "YoloDetector", SceneDetector)
-    clip = write_clip(tmp_path / "clip.mp4", 120, WIDTH, HEIGHT, squares=SCENE.squares)
+    clip = write_clip(tmp_path / "clip.mp4", 96, WIDTH, HEIGHT, squares=SCENE.squares)
     cfg = load_config(None, [
         "detector.model=random:yolo11n", "detector.detect_every=8", "chunking.length=24", "chunking.overlap=16",
         "segmenter.checkpoint=random:sam2.1_hiera_tiny", "render.enabled=false", "report.enabled=false",
@@ -97,7 +97,7 @@ def test_a_live_stream_is_processed_segment_by_segment_keeping_identities(
     assert len(recorded) == len(reports) >= 2
     assert [Path(r.video).name for r in reports] == [p.name for p in recorded], "processed in recording order"
     assert all(r.status == "done" and (Path(str(r.out_dir)) / "masks.parquet").is_file() for r in reports)
-    assert sum(r.frames or 0 for r in reports) == 120, "every frame of the stream is in exactly one segment"
+    assert sum(r.frames or 0 for r in reports) == 96, "every frame of the stream is in exactly one segment"
 
     table = pq.read_table(folder / "tracks.parquet").to_pylist()
     assert sorted({r["segment"] for r in table}) == list(range(len(reports)))
@@ -118,12 +118,13 @@ def test_a_live_stream_is_processed_segment_by_segment_keeping_identities(
 @pytest.mark.slow
 def test_watch_command_retries_until_the_stream_comes_and_exits_0_at_its_end(tmp_path: Path) -> None:
     """`sam2flow watch` (smoke config: real SAM2 and YOLO, random weights) started before the stream exists: it
-    retries with backoff, records the three-second stream into one-second segments, processes each, and exits 0."""
-    clip = write_clip(tmp_path / "clip.mp4", 72, 160, 120, squares=SCENE.squares[:1])
+    retries with backoff, records the two-second stream into one-second segments, processes each, and exits 0."""
+    clip = write_clip(tmp_path / "clip.mp4", 48, 160, 120, squares=SCENE.squares[:1])
     port = _free_port()
     cmd = [sys.executable, "-m", "sam2flow.cli", "watch", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "out"),
            "--segment-seconds", "1", "--config", "configs/smoke.yaml", "--set", "render.enabled=false",
-           "--set", "report.enabled=false", "--set", "chunking.length=24"]  # fmt: skip
+           "--set", "report.enabled=false", "--set", "chunking.length=24",
+           "--set", "detector.enabled=false"]  # fmt: skip
     t0 = time.monotonic()
     log = tmp_path / "watch.log"
     with open(log, "w") as err:
