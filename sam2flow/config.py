@@ -218,6 +218,13 @@ class SegmenterConfig(_Section):
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
     )
     offload_video_to_cpu: bool = Field(False, description="Keep decoded frames in CPU memory (saves GPU memory).")
+    max_cond_frames: int | None = Field(
+        None,
+        ge=2,
+        description="Conditioning frames (reference frames and prompted frames) SAM2 attends to when tracking each "
+        "frame, at most: the temporally closest. Empty: all of them (SAM2's default). Reference frames count "
+        "against it.",
+    )
     backward_fill: bool = Field(
         False,
         description="Also track each object first found after a subsequence's first frame backwards to that "
@@ -396,8 +403,9 @@ class PipelineConfig(_Section):
         are left out too: part files are keyed by the prompts inside each subsequence (`sam2flow.job.span_keys`).
         """
         jpeg = () if self.finetune.enabled else ("jpeg_quality",)  # JPEGs are only written to train a detector
-        # Off, backward fill leaves the digest as it was before the setting existed (earlier part files stay valid).
-        segmenter_left_out = {"offload_video_to_cpu", *(() if self.segmenter.backward_fill else ("backward_fill",))}
+        # Settings added later leave the digest as it was before they existed while unset (part files stay valid).
+        unset = [k for k in ("backward_fill", "max_cond_frames") if getattr(self.segmenter, k) in (False, None)]
+        segmenter_left_out = {"offload_video_to_cpu", *unset}
         relevant: dict[str, Any] = {
             "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels", *jpeg}),
             "chunking": self.chunking.model_dump(mode="json"),

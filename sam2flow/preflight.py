@@ -208,6 +208,12 @@ def check_references(cfg: PipelineConfig) -> ReferenceSet | None:
         return None
     access.check(cfg.references.path, access.INPUT_ROOTS_ENV, "reference library (references.path)")
     refs = load_references(cfg.references.path)
+    cap = cfg.segmenter.max_cond_frames
+    if cap is not None and len(refs.frames) >= cap:
+        raise ConfigError(
+            f"references.path holds {len(refs.frames)} frames; segmenter.max_cond_frames ({cap}) must be larger, "
+            "so that each subsequence's own prompted frames still count: raise it or use fewer reference frames"
+        )
     if len(refs.identities) > cfg.segmenter.max_objects:
         raise ConfigError(
             f"references.path holds {len(refs.identities)} identities, more than segmenter.max_objects "

@@ -167,8 +167,10 @@ def segmenter_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: Segmente
     from sam2flow.models.segmenter import Sam2Segmenter
 
     return slot.get(
-        ("sam2", checkpoint.sha256, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile),
-        lambda: Sam2Segmenter(checkpoint, slot.device, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile),
+        ("sam2", checkpoint.sha256, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile, cfg.max_cond_frames),
+        lambda: Sam2Segmenter(
+            checkpoint, slot.device, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile, cfg.max_cond_frames
+        ),
     )
 
 

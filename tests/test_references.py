@@ -76,6 +76,11 @@ def test_a_library_names_each_track_and_verifies_its_files(library: tuple[Path, 
         parse_tracks("1:mouse a")
     with pytest.raises(ConfigError, match=r"chunking\.mode: parallel"):
         load_config(None, [f"references.path={lib}", "chunking.mode=carry"])
+    from sam2flow.preflight import check_references
+
+    assert check_references(load_config(None, [f"references.path={lib}", "segmenter.max_cond_frames=3"]))
+    with pytest.raises(ConfigError, match=r"holds 2 frames; segmenter\.max_cond_frames \(2\) must be larger"):
+        check_references(load_config(None, [f"references.path={lib}", "segmenter.max_cond_frames=2"]))
 
 
 def test_references_keep_every_identity_where_the_detector_is_blind(
@@ -120,7 +125,8 @@ def test_real_sam2_starts_from_the_references(tmp_path: Path) -> None:
     sq = Square((230, 40, 40), y=40, x0=10, speed=2.0, size=40)
     for i in range(24):
         Image.fromarray(draw_frame(i + 100, 160, 120, (sq,))).save(tmp_path / f"{i:05d}.jpg")
-    seg = Sam2Segmenter(weights.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256)
+    seg = Sam2Segmenter(weights.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256, max_cond_frames=3)
+    assert seg.predictor.max_cond_frames_in_attn == 3, "segmenter.max_cond_frames reaches SAM2"
     seg.memory_window = 8
     refs = []
     for f in (3, 70):

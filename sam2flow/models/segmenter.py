@@ -42,6 +42,7 @@ class Sam2Segmenter:
         image_size: int | None = None,
         offload_video_to_cpu: bool = False,
         compile_model: bool = False,
+        max_cond_frames: int | None = None,
     ) -> None:
         import sam2.sam2_video_predictor as svp
         import sam2.utils.misc as sam2_misc
@@ -59,6 +60,8 @@ class Sam2Segmenter:
         # sam2 1.1.0 from PyPI ships no compiled _C extension: hole filling is skipped, which is harmless.
         warnings.filterwarnings("ignore", message=r"cannot import name '_C'")
         overrides = image_size_overrides(image_size) if image_size else []
+        if max_cond_frames is not None:  # conditioning frames (references, prompted frames) attended per frame
+            overrides.append(f"++model.max_cond_frames_in_attn={int(max_cond_frames)}")
         self.device = torch.device(device)
         self.predictor = build_sam2_video_predictor(
             checkpoint.config,
