@@ -108,6 +108,7 @@ def test_frames_are_the_frames_the_pipeline_reads(client, root: Path) -> None:  
         ("get", "/api/hit", {"path": "/", "frame": 0, "x": 1, "y": 1}),
         ("post", "/api/corrections", {"path": "/tmp", "corrections": {}}),
         ("post", "/api/apply", {"path": "/tmp"}),
+        ("post", "/api/references", {"path": "/tmp", "frames": [0], "tracks": [[1, "a"]], "dest": "ROOT/lib"}),
     ],
 )
 def test_paths_outside_the_roots_are_refused(client, root: Path, method: str, url: str, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
@@ -280,6 +281,32 @@ def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> N
     assert zone["polygon"] == [pytest.approx(source(dx, dy), abs=0.01) for dx, dy in corners]
     load_config(root / "clip.studio.yaml")  # `sam2flow run --config` accepts it unchanged
     assert errors == [] and _not_blank(tmp_path / "prompt.png", "studio-prompt.jpg")
+
+
+def test_review_page_makes_a_reference_library(browser_page, finished: Path, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """Name two tracks and take a frame on the review page: the library holds them, with ids in naming order."""
+    from sam2flow.references import load_references
+
+    url, page = browser_page
+    page.goto(f"{url}/review?run={finished}")
+    page.wait_for_selector("canvas[data-ready='1']")
+    for track, name in ((2, "green"), (1, "red")):
+        page.click(f"#tracks .track[data-track='{track}'] b")
+        page.fill("#refName", name)
+        page.click("#refTrack")
+    page.fill("#frameNum", "6")
+    page.dispatch_event("#frameNum", "change")
+    page.wait_for_selector("canvas[data-ready='1']")
+    page.click("#refFrame")
+    page.fill("#refDest", str(root / "refs" / "two"))
+    page.click("#refMake")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('reference library')")
+    refs = load_references(root / "refs" / "two")
+    assert [(i.name, i.track_id) for i in refs.identities] == [("green", 1), ("red", 2)]
+    assert [f.source_frame for f in refs.frames] == [6] and set(refs.frames[0].masks) == {"green", "red"}
+    page.click("#refMake")  # the folder exists now: one clear message, nothing overwritten
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('not made')")
+    assert "exists" in page.text_content("#status")
 
 
 def test_review_page_merges_two_tracks(browser_page, finished: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -107,6 +107,17 @@ class Studio:
         self.runs[run_id] = runs.start(video, config, out, cfg, self.logs / f"{run_id}.log", self.deployment)
         return {"id": run_id, "via": self.runs[run_id].via}
 
+    def make_references(self, path: str, frames: list[Any], tracks: list[Any], dest: str) -> dict[str, Any]:
+        """A reference library from a finished run under the roots, written under the roots; ``tracks`` is a list of
+        [track id, name] pairs, in the order that gives the identities their ids."""
+        from sam2flow.references import load_references, make_references, parse_tracks
+
+        run, target = self.run(path), self.roots.check(dest)
+        named = parse_tracks(",".join(f"{track}:{name}" for track, name in tracks))
+        made = load_references(make_references(run.path, [int(f) for f in frames], named, target))
+        identities = [{"name": i.name, "track_id": i.track_id} for i in made.identities]
+        return {"path": target, "identities": identities, "frames": [f.source_frame for f in made.frames]}
+
     def run_status(self, run_id: str) -> dict[str, Any]:
         started = self.runs.get(run_id)
         if started is None:
@@ -271,6 +282,14 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
         run = studio.run(str(body.get("path", "")))
         fixes = corrections.parse(json.dumps(body.get("corrections", {})), corrections.FILE)
         return {"path": corrections.save(run.path, fixes), "corrections": fixes.model_dump(mode="json")}
+
+    @app.post("/api/references")
+    def references(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        frames, tracks = body.get("frames") or [], body.get("tracks") or []
+        pairs = isinstance(tracks, list) and all(isinstance(t, list) and len(t) == 2 for t in tracks)
+        if not isinstance(frames, list) or not all(isinstance(f, int) for f in frames) or not pairs:
+            raise InputError("references: frames is a list of frame numbers, tracks a list of [track id, name]")
+        return studio.make_references(str(body.get("path", "")), frames, tracks, str(body.get("dest", "")))
 
     @app.post("/api/apply")
     def apply(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
