@@ -13,7 +13,7 @@ from typing import Any
 from sam2flow.archive import VideoReport
 from sam2flow.config import PipelineConfig
 from sam2flow.errors import is_permanent
-from sam2flow.sweep import Metric
+from sam2flow.sweep import GridAxis, Metric, SweepRow
 
 
 class _NoTracebackForInputErrors(logging.Filter):
@@ -121,9 +121,9 @@ def run_stream(
 
 
 def run_sweep(
-    video: str, ground_truth: str, out: str, grid: dict[str, list[Any]], config: PipelineConfig, metric: Metric
-) -> list[dict[str, Any]]:
-    """Run `process_sweep`; returns its table (one row per setting, best first)."""
+    video: str, ground_truth: str, out: str, grid: list[GridAxis], config: PipelineConfig, metric: Metric
+) -> list[SweepRow]:
+    """Run `process_sweep`; returns one record per setting, best first."""
     from sam2flow.flows.process_sweep import process_sweep
 
     _quiet_input_errors()

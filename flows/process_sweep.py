@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -15,7 +15,7 @@ from sam2flow.evaluate import evaluate, load_ground_truth
 from sam2flow.flows.process_video import process_video
 from sam2flow.io import storage
 from sam2flow.restitch import restitch
-from sam2flow.sweep import METRICS, Metric, Setting, SweepRow, best, expand, table_rows, write_sweep
+from sam2flow.sweep import METRICS, GridAxis, Metric, Setting, SweepRow, best, expand, table_rows, write_sweep
 
 
 def _score(out_dir: str, ground_truth: str) -> dict[str, float | None]:
@@ -45,12 +45,12 @@ def process_sweep(
     ground_truth: str,
     out: str,
     grid: Annotated[
-        dict[str, list[Any]],
+        list[GridAxis],
         Field(description="Config keys (e.g. stitching.iou_threshold) and the values to try; every combination runs."),
     ],
     config: PipelineConfig = PipelineConfig(),
     metric: Annotated[Metric, Field(description="The metric that picks the best setting.")] = "HOTA",
-) -> list[dict[str, Any]]:
+) -> list[SweepRow]:
     """Run ``video`` under every setting of ``grid`` and score each against ``ground_truth``.
 
     Settings that change the segmentation run `process_video` (part files already segmented with the same
@@ -68,12 +68,12 @@ def process_sweep(
         metric: Picks the best setting (highest; lowest for IDSW).
 
     Returns:
-        One row per setting, best first: its number, its values, how it ran, its seconds and its metrics.
+        One record per setting, best first: its number, its values, how it ran, its seconds and its metrics.
     """
     logger = get_run_logger()
     load_ground_truth(ground_truth)  # a bad ground truth fails now, not after the first setting
     settings = expand(config, grid)
-    logger.info("%d setting(s) over %s; best by %s", len(settings), ", ".join(grid), metric)
+    logger.info("%d setting(s) over %s; best by %s", len(settings), ", ".join(a.key for a in grid), metric)
     rows: list[SweepRow] = []
     run_dir: str | None = None
     last_digest: str | None = None
@@ -96,4 +96,5 @@ def process_sweep(
         table=table, key=f"sweep-{artifact_slug(video)}", description=f"process_sweep {video}, best by {metric}"
     )
     logger.info("best by %s: setting %d (%s) → %s", metric, top.setting, chosen.label, run_dir)
-    return table
+    order = [int(r["setting"]) for r in table]
+    return sorted(rows, key=lambda r: order.index(r.setting))

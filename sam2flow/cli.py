@@ -444,10 +444,11 @@ def sweep(
     from sam2flow.flows import launch
 
     try:
-        table = _stoppable(launch.run_sweep, video, gt, out, parsed, cfg, metric)
+        rows = _stoppable(launch.run_sweep, video, gt, out, parsed, cfg, metric)
     except _user_errors() as exc:
         _fail(str(exc))
-    keys = list(parsed)
+    table = sweeps.table_rows(rows, metric)
+    keys = [axis.key for axis in parsed]
     typer.echo("  ".join([f"{'#':>3}", *(f"{k:>{max(len(k), 8)}}" for k in keys), f"{'how':10}", *(
         f"{m:>6}" for m in sweeps.METRICS)]))  # fmt: skip
     for row in table:

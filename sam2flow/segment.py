@@ -472,6 +472,41 @@ def carry_links(carried: dict[int, list[tuple[LocalObjId, ObjectPrompt]]], max_o
     return links
 
 
+def _track_forward(
+    objects: SubsequenceObjects,
+    session: _TimedSession,
+    prompt_frames: list[int],
+    manual: dict[int, list[tuple[str, ObjectPrompt]]],
+    detector_frames: set[int],
+    detector: Detector | None,
+    frames_dir: Path,
+) -> None:
+    """The forward pass: propagate to each prompt frame, admit its new objects there, and emit every frame."""
+    sub = objects.sub
+    done = -1  # last local frame whose masks were emitted
+    for k in prompt_frames:
+        held: FrameMasks | None = None
+        for fm in session.propagate(done + 1, k):
+            if fm.frame < k:
+                objects.emit(fm)
+            else:
+                held = fm
+        keyframe = frames_dir / f"{k:05d}.jpg"
+        detect = functools.partial(detector, keyframe) if detector is not None and k in detector_frames else None
+        held, added = objects.prompt_frame(k, held, manual.get(k, []), detect)
+        if held is not None:
+            objects.emit(held)
+        if added:
+            log.info(
+                "subsequence %d: frame %d: %d prompt(s) added (%d object(s) in all)",
+                sub.index, sub.to_global(k), added, len(objects.classes),
+            )  # fmt: skip
+        done = k
+    for fm in session.propagate(done + 1, sub.length - 1):
+        objects.emit(fm)
+    objects.flush()
+
+
 def segment_subsequence(
     segmenter: Segmenter,
     detector: Detector | None,
@@ -517,28 +552,8 @@ def segment_subsequence(
         objects = SubsequenceObjects(session, sub, settings, sink, carried, links, progress)
         if settings.references is not None:
             objects.admit_references(settings.references)
-        done = -1  # last local frame whose masks were emitted
-        for k in sorted(detector_frames | set(manual) | set(carried)):
-            held: FrameMasks | None = None
-            for fm in session.propagate(done + 1, k):
-                if fm.frame < k:
-                    objects.emit(fm)
-                else:
-                    held = fm
-            keyframe = frames_dir / f"{k:05d}.jpg"
-            detect = functools.partial(detector, keyframe) if detector is not None and k in detector_frames else None
-            held, added = objects.prompt_frame(k, held, manual.get(k, []), detect)
-            if held is not None:
-                objects.emit(held)
-            if added:
-                log.info(
-                    "subsequence %d: frame %d: %d prompt(s) added (%d object(s) in all)",
-                    sub.index, sub.to_global(k), added, len(objects.classes),
-                )  # fmt: skip
-            done = k
-        for fm in session.propagate(done + 1, sub.length - 1):
-            objects.emit(fm)
-        objects.flush()
+        prompt_frames = sorted(detector_frames | set(manual) | set(carried))
+        _track_forward(objects, session, prompt_frames, manual, detector_frames, detector, frames_dir)
         forward_seconds = session.seconds
         if settings.backward_fill:
             objects.fill_backward()

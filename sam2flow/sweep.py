@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from sam2flow.config import ConfigError, PipelineConfig, with_overrides
 from sam2flow.io import storage
@@ -30,7 +31,21 @@ METRICS: tuple[Metric, ...] = get_args(Metric)
 FIXED = ("render.enabled=false", "report.enabled=false")
 """A sweep writes no annotated video and no report for each setting (the grid may still name them)."""
 
-Grid = dict[str, list[Any]]
+Scalar = str | int | float | bool | None
+Value = Scalar | list[Scalar]
+"""A value a grid may try for a key (what a YAML override can be, but mappings)."""
+
+
+class GridAxis(BaseModel):
+    """One config key of a sweep and the values to try for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(description="A config key, as --set names it (e.g. stitching.iou_threshold).")
+    values: list[Value] = Field(min_length=1, description="The values to try.")
+
+
+Grid = list[GridAxis]
 
 
 def parse_grid(items: list[str]) -> Grid:
@@ -39,7 +54,7 @@ def parse_grid(items: list[str]) -> Grid:
     Raises:
         ConfigError: When an item is not ``KEY=values`` or its values are not YAML.
     """
-    grid: Grid = {}
+    grid: Grid = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or not raw.strip():
@@ -48,7 +63,7 @@ def parse_grid(items: list[str]) -> Grid:
             values = yaml.safe_load(f"[{raw}]")
         except yaml.YAMLError as exc:
             raise ConfigError(f"--grid {item!r}: the values are not YAML ({exc})") from exc
-        grid[key.strip()] = list(values)
+        grid.append(GridAxis(key=key.strip(), values=list(values)))
     return grid
 
 
@@ -82,16 +97,18 @@ def expand(base: PipelineConfig, grid: Grid) -> list[Setting]:
         ConfigError: When the grid is empty, too large, names an unknown key, or a value is invalid (all settings are
             checked before anything runs).
     """
-    if not grid or any(not values for values in grid.values()):
+    if not grid:
         raise ConfigError("the sweep grid is empty: give at least one key with at least one value")
+    if len({axis.key for axis in grid}) != len(grid):
+        raise ConfigError("the sweep grid names a key twice: give each key once, with all its values")
     size = 1
-    for options in grid.values():
-        size *= len(options)
+    for axis in grid:
+        size *= len(axis.values)
     if size > MAX_SETTINGS:
         raise ConfigError(f"the sweep grid has {size} settings; at most {MAX_SETTINGS} (sweep fewer values at once)")
-    keys = list(grid)
+    keys = [axis.key for axis in grid]
     settings = []
-    for n, combo in enumerate(itertools.product(*grid.values())):
+    for n, combo in enumerate(itertools.product(*(axis.values for axis in grid))):
         values = dict(zip(keys, combo))
         overrides = [*FIXED, *(override(k, v) for k, v in values.items())]
         settings.append(Setting(n, values, with_overrides(base, overrides)))

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.config import ConfigError, load_config
-from sam2flow.sweep import SweepRow, best, expand, parse_grid
+from sam2flow.sweep import GridAxis, SweepRow, best, expand, parse_grid, table_rows
 from tests.replay import NoisyReplaySession, Scene, write_davis
 from tests.synth import Square, read_index, write_clip
 
@@ -32,15 +32,15 @@ BASE = [
     "detector.model=random:yolo11n", "detector.detect_every=8", "chunking.length=24", "chunking.overlap=16",
     "segmenter.checkpoint=random:sam2.1_hiera_tiny", "stitching.iou_threshold=0.95", "runtime.torch_threads=1",
 ]  # fmt: skip
-GRID = {"segmenter.max_objects": [1, 2], "stitching.min_iou": [0.05, 0.95]}
+GRID = [GridAxis(key="segmenter.max_objects", values=[1, 2]), GridAxis(key="stitching.min_iou", values=[0.05, 0.95])]
 
 
 def test_grid_parsing_and_expansion() -> None:
-    assert parse_grid(["stitching.iou_threshold=0.2,0.5", "runtime.device=[cpu,cpu],cpu"]) == {
-        "stitching.iou_threshold": [0.2, 0.5],
-        "runtime.device": [["cpu", "cpu"], "cpu"],
-    }
-    settings = expand(load_config(None, BASE), {"stitching.min_iou": [0.05, 0.95], "segmenter.max_objects": [1, 2]})
+    assert parse_grid(["stitching.iou_threshold=0.2,0.5", "runtime.device=[cpu,cpu],cpu"]) == [
+        GridAxis(key="stitching.iou_threshold", values=[0.2, 0.5]),
+        GridAxis(key="runtime.device", values=[["cpu", "cpu"], "cpu"]),
+    ]
+    settings = expand(load_config(None, BASE), parse_grid(["stitching.min_iou=0.05,0.95", "segmenter.max_objects=1,2"]))
     # Settings sharing a segmentation come together: max_objects decides it, min_iou does not.
     assert [s.values["segmenter.max_objects"] for s in settings] == [1, 1, 2, 2]
     assert [s.number for s in settings] == [0, 2, 1, 3]
@@ -53,11 +53,16 @@ def test_grid_parsing_and_expansion() -> None:
         with pytest.raises(ConfigError, match=match):
             parse_grid(bad)
     with pytest.raises(ConfigError, match=r"stitching\.nope"):
-        expand(load_config(None, []), {"stitching.nope": [1]})
+        expand(load_config(None, []), parse_grid(["stitching.nope=1"]))
     with pytest.raises(ConfigError, match="iou_threshold"):
-        expand(load_config(None, []), {"stitching.iou_threshold": [0.3, 7]})
+        expand(load_config(None, []), parse_grid(["stitching.iou_threshold=0.3,7"]))
     with pytest.raises(ConfigError, match="at most 64"):
-        expand(load_config(None, []), {"stitching.margin": list(range(1, 10)), "stitching.min_iou": [0.0] * 8})
+        expand(
+            load_config(None, []),
+            parse_grid(["stitching.margin=1,2,3,4,5,6,7,8,9", "stitching.min_iou=0,0,0,0,0,0,0,0"]),
+        )
+    with pytest.raises(ConfigError, match="twice"):
+        expand(load_config(None, []), parse_grid(["stitching.margin=1", "stitching.margin=2"]))
     rows = [SweepRow(n, {}, "segmented", 1.0, {"HOTA": h, "IDSW": s}) for n, (h, s) in enumerate([(0.5, 3), (0.9, 1)])]
     assert best(rows, "HOTA").setting == 1 and best(rows, "IDSW").setting == 1
 
@@ -134,14 +139,16 @@ def test_sweep_finds_the_known_best_setting(
     out = tmp_path / "out"
     threads = torch.get_num_threads()
     try:
-        table = process_sweep(video=str(clip), ground_truth=str(gt), out=str(out), grid=GRID, config=cfg)
+        table = table_rows(
+            process_sweep(video=str(clip), ground_truth=str(gt), out=str(out), grid=GRID, config=cfg), "HOTA"
+        )
         state = process_sweep(
             video=str(clip), ground_truth=str(gt), out=str(out), grid=GRID, config=cfg, metric="IDF1", return_state=True
         )
     finally:
         runtime._POOLS.clear()  # their slots hold the double: no other test may get it
         torch.set_num_threads(threads)
-    again = state.result()
+    again = table_rows(state.result(), "IDF1")
     assert len(table) == 4
     top = table[0]
     assert (top["segmenter.max_objects"], top["stitching.min_iou"]) == ("2", "0.05"), table
