@@ -163,8 +163,8 @@ def test_a_run_with_references_names_its_tracks(tmp_path: Path, library: tuple[P
 
     def sam2flow(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "sam2flow.cli", "run", clip, "--out", str(out), "--config", "configs/smoke.yaml",
-               "--set", "detector.enabled=false", "--set", "prompts=[]", "--set", "chunking.length=32",
-               "--set", "video.max_frames=32", "--set", "render.enabled=false", *args]  # fmt: skip
+               "--set", "detector.enabled=false", "--set", "prompts=[]", "--set", "chunking.length=24",
+               "--set", "video.max_frames=24", "--set", "render.enabled=false", *args]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
     proc = sam2flow("--set", f"references.path={lib}", "--set", "segmenter.max_objects=2")
