@@ -374,7 +374,7 @@ def watch(
     _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
     try:
-        check_source(source)
+        check_source(source, out)
         preflight.check_archive(out, cfg)
         preflight.check_references(cfg)
     except _user_errors() as exc:

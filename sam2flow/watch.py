@@ -59,12 +59,15 @@ def is_stream(source: str) -> bool:
     return source.lower().startswith(STREAM_SCHEMES)
 
 
-def check_source(source: str) -> None:
-    """A stream URL of a known scheme, or an existing local folder.
+def check_source(source: str, out: str) -> None:
+    """A stream URL of a known scheme, or an existing local folder; and a local output folder (segments are
+    recorded there as they come).
 
     Raises:
         SourceError: Otherwise, naming what is accepted.
     """
+    if "://" in out:
+        raise SourceError(f"--out {out!r}: a watch records and processes segments in a local folder; give a local path")
     if is_stream(source):
         return
     if "://" in source or not Path(source).is_dir():

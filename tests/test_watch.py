@@ -46,11 +46,14 @@ def serving(clip: Path, port: int, delay: float = 0.0) -> Iterator[subprocess.Po
 
 
 def test_sources_and_segment_lists(tmp_path: Path) -> None:
-    check_source("rtsp://camera.local/stream1")
-    check_source(str(tmp_path))
+    out = str(tmp_path / "out")
+    check_source("rtsp://camera.local/stream1", out)
+    check_source(str(tmp_path), out)
     for bad in ("ftp://x/y", str(tmp_path / "missing"), "s3://bucket/live"):
         with pytest.raises(SourceError, match="neither a stream URL"):
-            check_source(bad)
+            check_source(bad, out)
+    with pytest.raises(SourceError, match="local folder"):
+        check_source(str(tmp_path), "s3://bucket/results")
     assert stream_id("tcp://127.0.0.1:9000") != stream_id("tcp://127.0.0.1:9001")
     listing = tmp_path / "list.csv"
     listing.write_text("seg-000004.mkv,0.000000,2.083000\nseg-000005.mkv,2.083000,4.083000\n")
