@@ -33,6 +33,12 @@ fi
 stamp=.venv/.setup-stamp
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # torch and its CUDA libraries make .venv about 7.5 GB: say so up front rather than fail half-way with ENOSPC.
+  free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+  if [ "$free_gb" -lt 10 ]; then
+    echo "setup needs about 10 GB free for .venv; $PWD has $free_gb GB free. Free some space and run it again." >&2
+    exit 1
+  fi
   say "installing pinned dependencies (torch is large: this takes a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
