@@ -72,6 +72,11 @@ def override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
+def _overrides(values: dict[str, Any]) -> list[str]:
+    """A setting's config overrides: the sweep's fixed ones, then one per grid key."""
+    return [*FIXED, *(override(k, v) for k, v in values.items())]
+
+
 @dataclass(frozen=True)
 class Setting:
     """One point of the grid: its values, and the whole configuration it gives."""
@@ -82,7 +87,7 @@ class Setting:
 
     @property
     def overrides(self) -> list[str]:
-        return [*FIXED, *(override(k, v) for k, v in self.values.items())]
+        return _overrides(self.values)
 
     @property
     def label(self) -> str:
@@ -110,8 +115,7 @@ def expand(base: PipelineConfig, grid: Grid) -> list[Setting]:
     settings = []
     for n, combo in enumerate(itertools.product(*(axis.values for axis in grid))):
         values = dict(zip(keys, combo))
-        overrides = [*FIXED, *(override(k, v) for k, v in values.items())]
-        settings.append(Setting(n, values, with_overrides(base, overrides)))
+        settings.append(Setting(n, values, with_overrides(base, _overrides(values))))
     first_of: dict[str, int] = {}
     for s in settings:
         first_of.setdefault(s.config.digest(), s.number)

@@ -23,6 +23,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the state folder (model caches, Prefect's database): each run starts from an empty one anyway."""
     shutil.rmtree(_STATE, ignore_errors=True)
 
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
