@@ -69,7 +69,7 @@ class InstantSession:
         from sam2flow.models.frames import load_frames
 
         frames = load_frames(frames_dir, image_size)
-        self.images = frames.images  # held for the session, as SAM2 holds them
+        self.images = frames.images  # held for the session, as SAM2 holds them; each frame normalised when read
         self.num_frames, self.height, self.width = len(frames.images), frames.height, frames.width
         self.start, self.video = start, video
         self.objects: dict[int, int] = {}  # local id -> mover index
@@ -79,6 +79,7 @@ class InstantSession:
         from sam2flow.sample import object_masks
 
         _, width, height = self.video
+        self.images[local]  # SAM2 reads (and so normalises) each frame it tracks
         with _model_share():
             masks = object_masks(self.start + local, width, height)
             ids = sorted(self.objects)

@@ -217,7 +217,11 @@ class SegmenterConfig(_Section):
     max_objects: int = Field(
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
     )
-    offload_video_to_cpu: bool = Field(False, description="Keep decoded frames in CPU memory (saves GPU memory).")
+    offload_video_to_cpu: bool = Field(
+        False,
+        description="No longer has an effect, kept so that older configs load: frames are always held in CPU memory, "
+        "as uint8, and each is normalised on the model's device when SAM2 reads it.",
+    )
     max_cond_frames: int | None = Field(
         None,
         ge=2,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -88,15 +88,44 @@ def test_loader_matches_sam2s_own(clip: Path, tmp_path: Path) -> None:
     theirs, h, w = load_video_frames(str(square), size, True, compute_device=torch.device("cpu"))
     ours = load_frames(square, size)
     assert (ours.height, ours.width) == (h, w) == (size, size)
-    assert torch.allclose(ours.images, theirs, atol=1e-5)
+    assert len(ours.images) == len(theirs) == 6
+    assert ours.images.nbytes == 6 * size * size * 3  # held as uint8: a quarter of SAM2's float32
+    assert torch.allclose(_stacked(ours.images), theirs, atol=1e-5)
 
     full = _jpegs(clip, tmp_path / "full", 5, 6)
     theirs, h, w = load_video_frames(str(full), size, True, compute_device=torch.device("cpu"))
     extract_frames(str(clip), probe(str(clip)), _sub(5, 6), tmp_path / "store", limit=size)
     ours = load_frames(tmp_path / "store", size)
     assert (ours.height, ours.width) == (h, w) == (240, 320)
-    diff = (ours.images - theirs).abs()
+    diff = (_stacked(ours.images) - theirs).abs()
     assert float(diff.mean()) < 0.05, float(diff.mean())  # normalised units (one grey level is about 0.017)
+
+
+def _stacked(frames: Any) -> Any:
+    import torch
+
+    return torch.stack([frames[i] for i in range(len(frames))])
+
+
+def test_frames_normalise_alike_on_any_device() -> None:
+    """The torch path (what a GPU runs after uploading the uint8 frame) gives the OpenCV path's values, and
+    prepending reference frames puts them first, squared to the model's size."""
+    import torch
+
+    from sam2flow.models.frames import Frames, normalised_on
+
+    rng = np.random.default_rng(3)
+    squares = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    frames = Frames(squares, torch.device("cpu"))
+    for i, sq in enumerate(squares):
+        assert torch.allclose(frames[i], normalised_on(torch.from_numpy(sq)), atol=1e-6)
+    assert frames[0].dtype == torch.float32 and frames[0].shape == (3, 32, 32)
+    assert float(frames[0][0, 0, 0]) == pytest.approx((squares[0][0, 0, 0] / 255 - 0.485) / 0.229, abs=1e-5)
+    ref = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    longer = frames.prepend([ref])
+    assert len(longer) == 3 and len(frames) == 2
+    assert longer.squares[0].shape == (32, 32, 3)
+    assert torch.equal(longer[1], frames[0]) and torch.equal(longer[2], frames[1])
 
 
 class _SquareFinder:

@@ -1,14 +1,17 @@
 """A subsequence's frames as SAM2's video predictor takes them, read from the pipeline's frame store
-(`sam2flow.io.frames`): an ``(N, 3, S, S)`` float32 tensor normalised with ImageNet's mean and std, and the source
-frame size that masks are scaled back to.
+(`sam2flow.io.frames`): normalised with ImageNet's mean and std at ``S×S``, and the source frame size that masks
+are scaled back to.
 
-`install` makes SAM2's ``init_state`` load frames this way. SAM2's own loader decodes each JPEG with PIL, resizes it
-and normalises it in float64; here frames come already scaled from ffmpeg and are converted with OpenCV in one
-float32 pass per channel (the same values to within 5e-7 for the same pixels).
+`install` makes SAM2's ``init_state`` load frames this way. SAM2's own loader decodes each JPEG with PIL, resizes it,
+normalises it in float64 and keeps the whole subsequence as one float32 tensor (12 MiB a frame at 1024 px), on the
+GPU unless offloaded. Here frames come already scaled from ffmpeg, are kept as uint8 RGB at ``S×S`` on the CPU
+(3 MiB a frame), and each is normalised only when SAM2 reads it (`Frames`): with OpenCV, one float32 pass per channel,
+on the CPU; after uploading the uint8 frame, on a GPU. The values are SAM2's own to within 5e-7 for the same pixels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,33 +26,73 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``rgb`` resized to ``size`` square (as SAM2 does, without keeping the aspect ratio); uint8."""
+    if rgb.shape[:2] == (size, size):
+        return np.ascontiguousarray(rgb)
+    shrink = rgb.shape[0] >= size and rgb.shape[1] >= size
+    out: np.ndarray = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return out
+
+
+def normalised(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A square uint8 RGB frame as SAM2's input ``(3, S, S)`` float32 on ``device``: on the CPU with OpenCV; elsewhere
+    the uint8 frame is uploaded (a quarter of the bytes) and normalised there."""
+    if device.type == "cpu":
+        out = np.empty((3, *rgb.shape[:2]), np.float32)
+        for c, plane in enumerate(cv2.split(rgb)):
+            cv2.addWeighted(plane, 1 / (255 * STD[c]), plane, 0, -MEAN[c] / STD[c], dst=out[c], dtype=cv2.CV_32F)
+        return torch.from_numpy(out)
+    return normalised_on(torch.from_numpy(rgb).to(device, non_blocking=True))
+
+
+def normalised_on(rgb: torch.Tensor) -> torch.Tensor:
+    """A square uint8 ``(S, S, 3)`` RGB tensor as SAM2's input, computed on its own device."""
+    scale = torch.tensor([1 / (255 * s) for s in STD], device=rgb.device).view(3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(MEAN, STD)], device=rgb.device).view(3, 1, 1)
+    return rgb.permute(2, 0, 1).float().mul_(scale).add_(shift)
+
+
+class Frames:
+    """What SAM2's inference state holds as ``images``: ``len`` frames, and frame ``i`` normalised on ``device``
+    when SAM2 reads it (``frames[i]``, once per frame it tracks; only the latest frame's features are cached)."""
+
+    def __init__(self, squares: Sequence[np.ndarray], device: torch.device) -> None:
+        self.squares = tuple(squares)
+        """Each frame as uint8 RGB ``(S, S, 3)``."""
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.squares)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return normalised(self.squares[index], self.device)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.squares)
+
+    def prepend(self, rgb: Sequence[np.ndarray]) -> Frames:
+        """These frames with ``rgb`` (any size) put before them."""
+        size = self.squares[0].shape[0] if self.squares else 0
+        return Frames([*(square(x, size) for x in rgb), *self.squares], self.device)
+
+
 @dataclass(frozen=True)
 class LoadedFrames:
-    images: torch.Tensor
-    """``(N, 3, S, S)`` float32, normalised."""
+    images: Frames
     height: int
     width: int
     """The source frame size."""
 
 
-def fill_normalised(out: np.ndarray, rgb: np.ndarray, size: int) -> None:
-    """Write one RGB frame, resized to ``size`` square, normalised, into ``out`` ``(3, S, S)`` float32."""
-    if rgb.shape[:2] != (size, size):
-        shrink = rgb.shape[0] >= size and rgb.shape[1] >= size
-        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    for c, plane in enumerate(cv2.split(rgb)):
-        cv2.addWeighted(plane, 1 / (255 * STD[c]), plane, 0, -MEAN[c] / STD[c], dst=out[c], dtype=cv2.CV_32F)
-
-
-def load_frames(frames_dir: Path, image_size: int) -> LoadedFrames:
-    """Every frame of ``frames_dir`` (a frame store or a folder of JPEGs) as SAM2's normalised input, on the CPU."""
+def load_frames(frames_dir: Path, image_size: int, device: torch.device | None = None) -> LoadedFrames:
+    """Every frame of ``frames_dir`` (a frame store or a folder of JPEGs), kept for SAM2 (`Frames`), normalised on
+    ``device`` (the CPU by default) when read."""
     reader = FrameReader(frames_dir)
-    images = torch.empty((reader.count, 3, image_size, image_size), dtype=torch.float32)
-    view = images.numpy()
-    for i in range(reader.count):
-        fill_normalised(view[i], reader.rgb(i), image_size)
+    squares = [square(reader.rgb(i), image_size) for i in range(reader.count)]
     reader.close()
-    return LoadedFrames(images, reader.source_height, reader.source_width)
+    return LoadedFrames(Frames(squares, device or torch.device("cpu")), reader.source_height, reader.source_width)
 
 
 def _sam2_loader(
@@ -60,15 +103,14 @@ def _sam2_loader(
     img_std: Any = STD,
     async_loading_frames: bool = False,
     compute_device: Any = None,
-) -> tuple[torch.Tensor, int, int]:
-    """`load_frames` in the shape of ``sam2.utils.misc.load_video_frames`` (what ``init_state`` calls)."""
+) -> tuple[Frames, int, int]:
+    """`load_frames` in the shape of ``sam2.utils.misc.load_video_frames`` (what ``init_state`` calls). The video
+    is held on the CPU as uint8 whatever ``offload_video_to_cpu`` says (less than SAM2's offloaded float32), and each
+    frame is normalised on the model's device."""
     if tuple(img_mean) != MEAN or tuple(img_std) != STD:
         raise ValueError("sam2flow's frame loader normalises with SAM2's default mean and std only")
-    frames = load_frames(Path(video_path), image_size)
-    images = frames.images
-    if not offload_video_to_cpu and compute_device is not None:
-        images = images.to(compute_device)
-    return images, frames.height, frames.width
+    frames = load_frames(Path(video_path), image_size, torch.device(compute_device or "cpu"))
+    return frames.images, frames.height, frames.width
 
 
 def install() -> None:

@@ -16,7 +16,6 @@ import torch
 
 from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt, ReferencePrompt
 from sam2flow.io.checkpoints import ResolvedCheckpoint
-from sam2flow.models.frames import fill_normalised
 from sam2flow.models.frames import install as install_frame_loader
 
 log = logging.getLogger(__name__)
@@ -133,12 +132,8 @@ class Sam2Session:
         conditioning prompt. Call once, before any other prompt."""
         if self._offset or self._state["obj_ids"]:
             raise RuntimeError("reference frames go into a fresh session, before any prompt")
-        state, size = self._state, self._seg.image_size
-        images = torch.empty((len(frames), 3, size, size), dtype=torch.float32)
-        for i, f in enumerate(frames):
-            fill_normalised(images[i].numpy(), f.rgb, size)
-        frames_now = state["images"]
-        state["images"] = torch.cat([images.to(frames_now.device, frames_now.dtype), frames_now])
+        state = self._state
+        state["images"] = state["images"].prepend([f.rgb for f in frames])
         state["num_frames"] = int(state["num_frames"]) + len(frames)
         state["cached_features"] = {}  # keyed by frame index, which just moved
         self._offset = len(frames)
