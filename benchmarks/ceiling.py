@@ -18,7 +18,8 @@ Per size and with rendering on and off, it reports:
 - ``decode_ms_per_frame``: the floor, ``ffmpeg -i CLIP -f null -`` CPU per frame on the same clip;
 - the headline ratio, non-model CPU ÷ decode-only CPU.
 
-    .venv/bin/python -m benchmarks.ceiling [--sizes 540 1080 2160] [--frames 300] [--json out/ceiling.json]
+    .venv/bin/python -m benchmarks.ceiling [--sizes 540 1080 2160] [--frames 300] [--chunk-length 64]
+        [--json out/ceiling.json]
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ def _serialize_stages(cpu: dict[str, float]) -> None:
         setattr(pipeline, name, timed(name, getattr(pipeline, name)))
 
 
-def run_flow(video: str, out: str, size: int, frames: int, render: bool, stages: bool, image_size: int) -> dict:
+def run_flow(
+    video: str, out: str, size: int, frames: int, render: bool, stages: bool, image_size: int, length: int = 64
+) -> dict:
     """One process_video run with the instant doubles (in its own process, see `run_child`)."""
     from sam2flow.config import load_config
     from sam2flow.flows.process_video import process_video
@@ -201,6 +204,7 @@ def run_flow(video: str, out: str, size: int, frames: int, render: bool, stages:
             f"segmenter.image_size={image_size}",
             "detector.image_size=640",
             "detector.max_objects_per_keyframe=3",
+            f"chunking.length={length}",
         ],
     )
     _install_doubles(frames, width, height, cfg)
@@ -255,13 +259,21 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[540, 1080, 2160], choices=sorted(SIZES))
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--image-size", type=int, default=1024, help="the segmenter's input size (SAM2: 1024)")
+    ap.add_argument(
+        "--chunk-length", type=int, default=64, help="frames per subsequence (smoke config: 64; default.yaml: 200)"
+    )
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage runs")
     ap.add_argument("--work", type=Path, default=None, help="keep clips here between runs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="sam2flow-ceiling-"))
     work.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"frames": args.frames, "image_size": args.image_size, "sizes": {}}
+    report: dict[str, Any] = {
+        "frames": args.frames,
+        "image_size": args.image_size,
+        "chunk_length": args.chunk_length,
+        "sizes": {},
+    }
     for size in args.sizes:
         clip = str(_clip(work, size, args.frames))
         row: dict[str, Any] = {
@@ -272,7 +284,16 @@ def main() -> None:
             for stages in (False, True) if not args.no_stages else (False,):
                 out = tempfile.mkdtemp(dir=work, prefix="out-")
                 r = run_child(
-                    "benchmarks.ceiling", "run_flow", clip, out, size, args.frames, render, stages, args.image_size
+                    "benchmarks.ceiling",
+                    "run_flow",
+                    clip,
+                    out,
+                    size,
+                    args.frames,
+                    render,
+                    stages,
+                    args.image_size,
+                    args.chunk_length,
                 )
                 if stages:
                     row[f"stages_render_{key}"] = r["stages"]
