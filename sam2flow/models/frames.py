@@ -11,6 +11,7 @@ on the CPU; after uploading the uint8 frame, on a GPU. The values are SAM2's own
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,17 @@ def normalised(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return normalised_on(torch.from_numpy(rgb).to(device, non_blocking=True))
 
 
+@functools.lru_cache(maxsize=8)
+def _scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, what multiplies a 0-255 value and what is then added (ImageNet normalisation), on ``device``."""
+    scale = torch.tensor([1 / (255 * s) for s in STD], device=device).view(3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(MEAN, STD)], device=device).view(3, 1, 1)
+    return scale, shift
+
+
 def normalised_on(rgb: torch.Tensor) -> torch.Tensor:
     """A square uint8 ``(S, S, 3)`` RGB tensor as SAM2's input, computed on its own device."""
-    scale = torch.tensor([1 / (255 * s) for s in STD], device=rgb.device).view(3, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(MEAN, STD)], device=rgb.device).view(3, 1, 1)
+    scale, shift = _scale_shift(rgb.device)
     return rgb.permute(2, 0, 1).float().mul_(scale).add_(shift)
 
 
