@@ -282,6 +282,11 @@ class RenderConfig(_Section):
     draw_boxes: bool = Field(True, description="Draw each track's box.")
     draw_ids: bool = Field(True, description="Write each track's id and class.")
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor (lower is better quality).")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast",
+        description="x264 speed preset: faster presets spend less CPU per frame and write larger files at the same "
+        "crf (ultrafast: about 40% less CPU than veryfast at 1080p, files about twice the size).",
+    )
 
 
 class ReportConfig(_Section):

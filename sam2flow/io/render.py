@@ -160,7 +160,7 @@ def render_range(
     pending = next(groups, None)
     written = 0
     zones = [(name, list(poly)) for name, poly in overlay.zones]
-    with video_writer(out_path, info.width, info.height, crf=overlay.cfg.crf) as writer:
+    with video_writer(out_path, info.width, info.height, crf=overlay.cfg.crf, preset=overlay.cfg.preset) as writer:
         for i, frame in enumerate(iter_frames(video, info, max_frames=len(frames), start=frames.start)):
             stopping.check()
             g = frames.start + i

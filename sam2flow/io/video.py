@@ -296,10 +296,10 @@ class FrameWriter:
 
 
 @contextmanager
-def video_writer(path: Path, width: int, height: int, crf: int = 20) -> Iterator[FrameWriter]:
-    """An H.264 encoder (x264, yuv420p) writing ``path``: an MPEG-TS piece for ``.ts`` (pieces join byte by byte,
-    see `concat_videos`), else a finished MP4 with ``+faststart``. Odd sizes are padded by one pixel. The file is
-    complete when the block exits cleanly.
+def video_writer(path: Path, width: int, height: int, crf: int = 20, preset: str = "veryfast") -> Iterator[FrameWriter]:
+    """An H.264 encoder (x264, yuv420p, at ``crf`` with x264's ``preset``) writing ``path``: an MPEG-TS piece for
+    ``.ts`` (pieces join byte by byte, see `concat_videos`), else a finished MP4 with ``+faststart``. Odd sizes are
+    padded by one pixel. The file is complete when the block exits cleanly.
 
     Raises:
         VideoError: If the encoder or the file fails.
@@ -316,7 +316,7 @@ def video_writer(path: Path, width: int, height: int, crf: int = 20) -> Iterator
     try:
         # No B-frames: every piece then starts without an encoder delay, so pieces joined byte by byte keep the
         # source timing exactly (B-frames shift each piece by its own reordering delay).
-        stream = container.add_stream("libx264", options={"crf": str(crf), "preset": "veryfast", "bf": "0"})
+        stream = container.add_stream("libx264", options={"crf": str(crf), "preset": preset, "bf": "0"})
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = FrameWriter.TIME_BASE
