@@ -15,7 +15,18 @@ from sam2flow.evaluate import evaluate, load_ground_truth
 from sam2flow.flows.process_video import process_video
 from sam2flow.io import storage
 from sam2flow.restitch import restitch
-from sam2flow.sweep import METRICS, GridAxis, Metric, Setting, SweepRow, best, expand, table_rows, write_sweep
+from sam2flow.sweep import (
+    METRICS,
+    GridAxis,
+    Metric,
+    Setting,
+    SweepRow,
+    best,
+    expand,
+    ranked,
+    table_rows,
+    write_sweep,
+)
 
 
 def _score(out_dir: str, ground_truth: str) -> dict[str, float | None]:
@@ -96,5 +107,4 @@ def process_sweep(
         table=table, key=f"sweep-{artifact_slug(video)}", description=f"process_sweep {video}, best by {metric}"
     )
     logger.info("best by %s: setting %d (%s) → %s", metric, top.setting, chosen.label, run_dir)
-    order = [int(r["setting"]) for r in table]
-    return sorted(rows, key=lambda r: order.index(r.setting))
+    return ranked(rows, metric)

@@ -143,10 +143,14 @@ def best(rows: list[SweepRow], metric: str) -> SweepRow:
     return max(sorted(scored, key=lambda r: r.setting), key=lambda r: sign * float(r.metrics[metric] or 0.0))
 
 
+def ranked(rows: list[SweepRow], metric: str) -> list[SweepRow]:
+    """The rows best first by ``metric`` (lowest first for IDSW; a missing value counts as 0), in grid order on ties."""
+    sign = -1.0 if metric == "IDSW" else 1.0
+    return sorted(rows, key=lambda r: (-sign * float(r.metrics.get(metric) or 0.0), r.setting))
+
+
 def table_rows(rows: list[SweepRow], metric: str) -> list[dict[str, Any]]:
     """One flat dict per setting, best first: its number, every grid key, how it ran, seconds, every metric."""
-    sign = -1.0 if metric == "IDSW" else 1.0
-    ordered = sorted(rows, key=lambda r: (-sign * float(r.metrics.get(metric) or 0.0), r.setting))
     return [
         {
             "setting": r.setting,
@@ -155,7 +159,7 @@ def table_rows(rows: list[SweepRow], metric: str) -> list[dict[str, Any]]:
             "seconds": round(r.seconds, 3),
             **{m: r.metrics.get(m) for m in METRICS},
         }
-        for r in ordered
+        for r in ranked(rows, metric)
     ]
 
 
