@@ -147,6 +147,9 @@ def run(
     _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
     errors = _user_errors()
+    from sam2flow.io.storage import absolute
+
+    video = absolute(video)  # the flow's parameter and the manifest name the same file from any folder
     try:
         _preflight(video, out, cfg)
     except errors as exc:
@@ -542,31 +545,48 @@ def studio(
         ),
     ] = DEPLOYMENT,
     local: Annotated[bool, typer.Option("--local", help="Always run locally, even when a server is set.")] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests for this Host name (NAME or NAME:PORT), e.g. a reverse proxy's (repeatable).",
+        ),
+    ] = None,
+    no_token: Annotated[
+        bool,
+        typer.Option("--no-token", help="Do not ask for the session token (only where nobody else can reach it)."),
+    ] = False,
 ) -> None:
-    """Prompt videos by pointing and review finished runs in the browser (http://HOST:PORT/).
+    """Prompt videos by pointing and review finished runs in the browser (open the address it prints).
 
     The prompt page clicks objects (points, boxes) and draws zones on any frame, previews SAM2's masks with the
     config's checkpoint, saves a config `sam2flow run --config` accepts and runs it (through the process_video
     deployment when a Prefect server is configured, otherwise locally). The review page plays a run's tracks and
     saves corrections (merge, split, delete, class, points and boxes) to OUT/<video_id>/corrections.yaml.
-    Only files under the --root folders are served or written.
+    Only files under the --root folders are served or written. Any web page you open can reach a local server, so
+    the studio answers only requests for its own Host (plus --allow-host), takes changes only from its own pages, and
+    wants the session token in the address it prints (kept in a cookie after the first visit).
     """
     from sam2flow import preflight
     from sam2flow import studio as studio_app
+    from sam2flow.studio.guard import Guard, valid_host
     from sam2flow.studio.roots import Roots
 
     _setup_logging(False)
     _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
+    for name in allow_host or []:
+        if not valid_host(name):
+            _fail(f"--allow-host {name!r}: give a host name, optionally with a port (NAME or NAME:PORT)")
     try:
         Roots(root)
         preflight.check_models(cfg)
     except _user_errors() as exc:
         _fail(str(exc))
     base = studio_app.base_data(config) if config is not None and not set_ else cfg.model_dump(mode="json")
-    typer.secho(f"sam2flow studio on http://{host}:{port}/ (roots: {', '.join(root)}); Ctrl-C stops it",
-                fg=typer.colors.GREEN)  # fmt: skip
-    studio_app.serve(root, cfg, base, host, port, cfg.runtime.device, None if local else deployment)
+    guard = Guard(host, port, tuple(allow_host or ()), None) if no_token else Guard(host, port, tuple(allow_host or ()))
+    typer.secho(f"sam2flow studio on {guard.url()} (roots: {', '.join(root)}); Ctrl-C stops it", fg=typer.colors.GREEN)
+    studio_app.serve(root, cfg, base, guard, cfg.runtime.device, None if local else deployment)
 
 
 @app.command()

@@ -16,7 +16,6 @@ import platform
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,8 @@ from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.frames import FrameStream, extract_frames, frame_limit
 from sam2flow.io.parquet import read_times, track_rows_from_table, write_times
 from sam2flow.io.render import Overlay, masks_rows, render_range, rows_digest
-from sam2flow.io.video import concat_videos, frame_times, probe
+from sam2flow.io.scratch import own_folder
+from sam2flow.io.video import VideoError, concat_videos, frame_times, probe
 from sam2flow.job import EVENTS, SUCCESS, VideoJob, make_video_id, span_keys
 from sam2flow.models.detector import StoredFrameDetector
 from sam2flow.report import build_report
@@ -73,6 +73,7 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     run in the same folder keeps its outputs and its ``_SUCCESS`` until this run is about to replace them (`stitch`),
     so a run that fails before then leaves it as it was.
     """
+    video = storage.absolute(video)  # recorded in the manifest: it must mean the same from any folder
     info = preflight.check_run(video, out, cfg)
     local = storage.localize(video, storage.cache_root() / "inputs")
     if info is None:  # a remote video: probed once fetched
@@ -90,7 +91,7 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     times_uri = storage.join(out_dir, "timestamps.parquet")
     if not storage.exists(times_uri):  # the same for every run of this video id: written once
         write_times(times_uri, frame_times(str(local), info))
-    work = _new_work_dir(preflight.work_dir_root(cfg) / video_id)
+    work = own_folder(preflight.work_dir_root(cfg) / video_id)
     fixes = corrections.load(out_dir)
     extra = tuple(fixes.prompts) if fixes else ()
     if fixes is not None:
@@ -105,27 +106,6 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
         video_id, num_frames, info.width, info.height, info.fps, len(plan), cfg.chunking.length, cfg.chunking.overlap,
     )  # fmt: skip
     return job
-
-
-def _new_work_dir(parent: Path) -> Path:
-    """A work folder of this run's own (``<host>-<pid>-<random>``), after removing those of this machine's runs that
-    were killed (their process is gone): frames and render pieces are never shared between runs."""
-    host = platform.node()
-    for old in parent.glob(f"{host}-*-*") if parent.is_dir() else []:
-        pid = old.name.removeprefix(f"{host}-").split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    return parent / f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -282,6 +262,23 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
     else:
         storage.remove(job.output(EVENTS))
     return replace(result, seconds=time.perf_counter() - t0, events=events)
+
+
+def write_missing_times(job: VideoJob) -> str | None:
+    """Write timestamps.parquet for a run made before it existed (before variable frame rates were supported): from
+    the video's timestamps when it is readable here, else ``frame / fps`` (what such a run used). Returns where the
+    times came from, or None when the run has them already."""
+    if storage.exists(job.times_uri):
+        return None
+    times, source = None, "frame / fps (its video is not readable here)"
+    if Path(job.local_video).is_file():
+        with contextlib.suppress(VideoError):
+            times, source = frame_times(job.local_video, job.info), "the video's timestamps"
+    if times is None:
+        times = np.arange(job.info.num_frames, dtype=np.float64) / job.info.fps_float
+    write_times(job.times_uri, times)
+    log.info("%s: the run had no timestamps.parquet; wrote it from %s", job.video_id, source)
+    return source
 
 
 def _times(job: VideoJob) -> np.ndarray:

@@ -45,6 +45,7 @@ def _restitch(out_dir: str, overrides: list[str] | None, rerender: bool) -> Stit
             corrections.FILE,
         )
     storage.remove(job.output(SUCCESS))
+    pipeline.write_missing_times(job)  # a run made before timestamps.parquet: its manifest lists it as an output
     stages = dict(recorded.get("stages", {}))
     try:
         stitched = pipeline.stitch(job, cfg)

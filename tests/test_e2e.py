@@ -16,6 +16,7 @@ import pytest
 
 from sam2flow.config import PipelineConfig, load_config
 from sam2flow.core import rle
+from sam2flow.io.parquet import read_times
 from sam2flow.io.video import probe
 from tests.synth import Square, write_clip
 
@@ -153,6 +154,17 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     # Segmentation settings cannot change without re-running the models.
     proc = _cli("stitch", out, "--set", "detector.confidence=0.5")
     assert proc.returncode == 2 and "only change stitching" in proc.stderr
+    # A run made before timestamps.parquet existed re-stitches, writing the times it lacks: the video's own when it
+    # is readable, else frame / fps (what such a run used); never a traceback.
+    times = Path(out) / "timestamps.parquet"
+    expected = np.arange(48) / probe(str(clip)).fps_float
+    for gone in (False, True):
+        times.unlink()
+        if gone:
+            clip.rename(clip.with_suffix(".moved"))
+        proc = _cli("stitch", out)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert (Path(out) / "_SUCCESS").is_file() and np.allclose(read_times(str(times)), expected)
 
 
 @pytest.mark.slow
@@ -173,12 +185,12 @@ def test_flow_on_real_clip(prefect_harness: None, shared_video: Path, tmp_path: 
     assert manifest["frames_processed"] == 48
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sam2flow.cli", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
     )
 
@@ -260,10 +272,12 @@ def test_killed_run_resumes_with_identical_results(prefect_harness: None, tmp_pa
     done = list(run_dir.glob("parts/*/*.parquet"))
     assert 1 <= len(done) < 3 and not (run_dir / "_SUCCESS").exists()
 
-    resumed = _cli(*args)
+    # Resumed from the clip's folder with a relative path: the same run, recorded with the absolute path.
+    resumed = _cli(*[clip.name if a == str(clip) else a for a in args], cwd=clip.parent)
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["stages"]["segment"]["reused"] == len(done)
+    assert manifest["input"] == manifest["local_input"] == str(clip)
     for name in ("masks.parquet", "tracks.parquet"):
         # Bit-identical, scores included: segmenting a subsequence does not depend on what the process did before.
         assert pq.read_table(run_dir / name).equals(pq.read_table(reference / name)), name

@@ -230,6 +230,26 @@ def test_failed_export_leaves_the_previous_one_whole(run_dir: Path, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"], "no temporary folder is left behind"
 
 
+def test_export_never_destroys_what_dest_names(run_dir: Path, tmp_path: Path) -> None:
+    """--dest naming a file or a folder of other files is refused (exit 2) and left as it was; an empty folder is
+    used, and an earlier export there is replaced whole."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    for dest, message in ((notes, "is a file"), (photos, "not an earlier sam2flow export")):
+        proc = _cli("export", str(run_dir), "--format", "mot", "--dest", str(dest))
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert notes.read_text() == "mine" and [p.name for p in photos.iterdir()] == ["a.jpg"]
+    (tmp_path / "empty").mkdir()
+    mot = _export(run_dir, "mot", "--dest", str(tmp_path / "empty"))
+    assert (mot / "mot.txt").is_file()
+    coco = _export(run_dir, "coco", "--dest", str(tmp_path / "empty"))
+    assert sorted(p.name for p in coco.iterdir()) == ["annotations.json", "export.json"], "replaced whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.txt", "photos"]
+
+
 def test_export_to_an_fsspec_destination(run_dir: Path) -> None:
     """--dest may be a URI: files are uploaded with export.json last (here fsspec's in-memory filesystem)."""
     import fsspec
@@ -244,3 +264,13 @@ def test_export_to_an_fsspec_destination(run_dir: Path) -> None:
     lines = fs.cat("/exports/mot/mot.txt").decode().splitlines()
     assert len(lines) == result.annotations == sum(1 for r in _rows(run_dir) if r["frame"] < 10)
     assert {int(line.split(",")[0]) for line in lines} <= set(range(1, 11))
+    from sam2flow.io.storage import StorageError
+
+    fs.pipe("/exports/file.txt", b"mine")
+    fs.pipe("/exports/other/readme.md", b"mine")
+    for dest in ("memory://exports/file.txt", "memory://exports/other"):
+        with pytest.raises(StorageError, match=r"is a file|not an earlier sam2flow export"):
+            export_run(str(run_dir), "mot", dest=dest)
+    assert fs.cat("/exports/file.txt") == b"mine" and fs.ls("/exports/other", detail=False) == [
+        "/exports/other/readme.md"
+    ]

@@ -296,17 +296,6 @@ def test_a_burst_of_new_video_events_waits_for_the_limit(prefect_server: str, tm
     assert len(list(out.glob("cam*/_SUCCESS"))) == 10
 
 
-def _post_json(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as resp:
-        return json.loads(resp.read())
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        return json.loads(resp.read())
-
-
 @pytest.mark.slow
 def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path: Path) -> None:
     """`sam2flow studio` with PREFECT_API_URL set and `sam2flow serve` serving: Run creates a flow run of the
@@ -317,6 +306,7 @@ def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from sam2flow.config import load_config
+    from tests.studio_server import StudioProcess
     from tests.synth import write_clip
     from tests.test_studio import BASE, SMOKE, SQUARES
 
@@ -326,27 +316,21 @@ def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path
     served = tmp_path / "served.json"  # the deployment's default config: the smoke config's own prompt
     served.write_text(json.dumps(load_config(SMOKE, BASE).model_dump(mode="json")))
     serve, serve_log = _serve(prefect_server, served, tmp_path, source=root, out=root / "out")
-    port, studio_log = _free_port(), tmp_path / "studio.log"
     overrides = [arg for o in BASE for arg in ("--set", o)]
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    with open(studio_log, "wb") as f:
-        studio = subprocess.Popen(
-            [str(VENV_BIN / "sam2flow"), "studio", "--root", str(root), "--config", str(SMOKE), *overrides,
-             "--port", str(port)],
-            env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    studio = StudioProcess(["--root", str(root), "--config", str(SMOKE), *overrides], tmp_path / "studio-tmp",
+                           env={"PREFECT_API_URL": prefect_server})  # fmt: skip
     try:
         deployment = _wait_deployment(prefect_server, "process_video/sam2flow-video", serve, serve_log)
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(url + "/", 120, studio, studio_log)
         prompts = [{"frame": 0, "obj_id": 1, "box": [20, 60, 70, 110], "class_name": "red"},
                    {"frame": 0, "obj_id": 2, "box": [250, 150, 290, 190], "class_name": "green"}]  # fmt: skip
         video, config = str(root / "clip.mp4"), str(root / "studio.yaml")
-        _post_json(url + "/api/save", {"video": video, "dest": config, "prompts": prompts, "zones": []})
-        started = _post_json(url + "/api/run", {"video": video, "config": config, "out": str(root / "out")})
+        body = {"video": video, "dest": config, "prompts": prompts, "zones": []}
+        assert studio.client.post("/api/save", json=body).status_code == 200
+        started = studio.client.post("/api/run", json={"video": video, "config": config, "out": str(root / "out")})
+        started = started.json()
         assert started["via"] == "deployment"
         deadline = time.monotonic() + 420
-        while (status := _get_json(f"{url}/api/run/{started['id']}"))["status"] == "running":
+        while (status := studio.client.get(f"/api/run/{started['id']}").json())["status"] == "running":
             assert time.monotonic() < deadline, status
             time.sleep(2)
         assert status["status"] == "done", status
@@ -363,9 +347,9 @@ def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert [p["box"] for p in manifest["config"]["prompts"]] == [p["box"] for p in prompts]  # the studio's config
     finally:
-        for proc in (studio, serve):
-            proc.terminate()
-            proc.wait(30)
+        studio.stop()
+        serve.terminate()
+        serve.wait(30)
 
 
 @pytest.mark.slow

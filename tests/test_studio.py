@@ -1,17 +1,18 @@
 """`sam2flow studio`: every API endpoint (with refusals outside the roots), and both pages in a real headless
-browser. Models are the smoke config's random SAM2 at 256 px; the reviewed run is a real process_video run."""
+browser, all over real HTTP against the command a user types. Models are the smoke config's random SAM2 at 256 px;
+the reviewed run is a real process_video run started from the studio."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ import yaml
 
 from sam2flow.config import load_config
 from sam2flow.core import rle
+from tests.studio_server import StudioProcess
 from tests.synth import Square, read_index, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +53,11 @@ def finished(client, root: Path) -> Path:  # type: ignore[no-untyped-def]
         json={"video": str(root / "clip.mp4"), "dest": str(root / "run.yaml"), "prompts": prompts, "zones": []},
     )
     assert saved.status_code == 200, saved.text
-    started = client.post(
-        "/api/run", json={"video": str(root / "clip.mp4"), "config": str(root / "run.yaml"), "out": str(root / "out")}
-    )
+    body = {"video": str(root / "clip.mp4"), "config": str(root / "run.yaml"), "out": str(root / "out")}
+    started = client.post("/api/run", json=body)
     run_id = started.json()["id"]
+    again = client.post("/api/run", json=body)  # a double click: the first run is still going
+    assert again.status_code == 409 and run_id in again.json()["detail"], again.text
     deadline = time.time() + 600
     while (status := client.get(f"/api/run/{run_id}").json())["status"] == "running" and time.time() < deadline:
         time.sleep(1)
@@ -64,12 +67,18 @@ def finished(client, root: Path) -> Path:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def client(root: Path):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
+def studio(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioProcess]:
+    """`sam2flow studio` on the clip's folder with the smoke config; Run starts local runs."""
+    sets = [a for s in BASE for a in ("--set", s)]
+    args = ["--root", str(root), "--config", str(SMOKE), *sets, "--local"]
+    server = StudioProcess(args, tmp_path_factory.mktemp("t"))
+    yield server
+    server.stop()
 
-    from sam2flow.studio.app import create_app
 
-    return TestClient(create_app([str(root)], load_config(SMOKE, BASE), deployment=None))  # Run: local runs
+@pytest.fixture(scope="module")
+def client(studio: StudioProcess) -> httpx.Client:
+    return studio.client
 
 
 def test_pages_and_listing(client, root: Path) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +152,7 @@ def test_save_writes_a_config_run_accepts(client, root: Path) -> None:  # type: 
     bad = client.post(
         "/api/save", json={"video": str(root / "clip.mp4"), "dest": str(dest), "prompts": [{"frame": 1}], "zones": []}
     )
-    assert bad.status_code == 400 and "points or a box" in bad.json()["detail"]
+    assert bad.status_code == 422 and "body.prompts.0" in bad.json()["detail"] and "points or a box" in bad.text
     assert client.get("/api/run/nope").status_code == 400
 
 
@@ -174,43 +183,22 @@ def test_review_api(client, finished: Path) -> None:  # type: ignore[no-untyped-
     frame = client.get("/api/runframe", params={"path": str(finished), "frame": 10})
     assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
     bad = client.post("/api/corrections", json={"path": str(finished), "corrections": {"merge": [[1]]}})
-    assert bad.status_code == 400 and "merge" in bad.json()["detail"]
-
-
-class _Server:
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+    assert bad.status_code == 422 and "body.corrections.merge.0" in bad.json()["detail"]
 
 
 @pytest.fixture(scope="module")
-def browser_page(root: Path) -> Iterator[tuple[str, object]]:
+def browser_page(studio: StudioProcess) -> Iterator[tuple[str, object]]:
+    """A headless Chromium that opened the address the studio printed (the token is then kept in a cookie)."""
     if CHROMIUM is None and not os.environ.get("CI"):
         pytest.skip("no chromium (scripts/setup.sh installs it)")
     from playwright.sync_api import sync_playwright
 
-    from sam2flow.studio.app import create_app
-
-    app = create_app([str(root)], load_config(SMOKE, BASE), deployment=None)
-    with _Server(app) as url, sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        yield url, page
+        page.goto(f"{studio.url}/?token={studio.token}")
+        assert page.url == f"{studio.url}/", "the token is taken out of the address bar"
+        yield studio.url, page
         browser.close()
 
 
@@ -265,10 +253,11 @@ def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> N
     page.click("#save")
     page.wait_for_function("document.getElementById('yaml').textContent.length > 0")
     page.fill("#out", str(root / "out-browser"))
-    page.click("#run")
+    page.dblclick("#run")  # the second click finds the button disabled: one run
+    assert page.is_disabled("#run")
     page.wait_for_selector("#runStatus[data-status]:not([data-status='running'])", timeout=300_000)
     assert page.get_attribute("#runStatus", "data-status") == "done", page.inner_text("#runStatus")
-    assert "(local run)" in page.inner_text("#runStatus")
+    assert "(local run)" in page.inner_text("#runStatus") and page.is_enabled("#run")
     assert len(list((root / "out-browser").glob("*/_SUCCESS"))) == 1
     page.screenshot(path=str(tmp_path / "prompt.png"), full_page=True)
     saved = yaml.safe_load((root / "clip.studio.yaml").read_text())

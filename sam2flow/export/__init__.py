@@ -16,7 +16,7 @@ from pathlib import Path
 from sam2flow.errors import InputError
 from sam2flow.export.shapes import selected_tracks
 from sam2flow.io import storage
-from sam2flow.io.staging import StagedFolder
+from sam2flow.io.staging import StagedFolder, check_replaceable
 from sam2flow.reader import Run, read_run
 
 EXPORT_RECORD = "export.json"
@@ -105,13 +105,15 @@ def export_run(
 
     Raises:
         ExportError: For an unknown format, an empty frame range or an unknown track.
+        StorageError: When ``dest`` is a file, or a folder with other files that is not an earlier export.
         RunReadError: When ``run_dir`` is not a finished run.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run = read_run(run_dir)
     sel = _selection(run, frames, tracks)
-    target = dest.rstrip("/") if dest else storage.join(run.path, "export", fmt)
+    target = (dest.rstrip("/") or "/") if dest else storage.join(run.path, "export", fmt)
+    check_replaceable(target, EXPORT_RECORD, "export")
     t0 = time.perf_counter()
     with StagedFolder(target, last=EXPORT_RECORD) as folder:
         annotations = _writers()[fmt](run, folder, sel)

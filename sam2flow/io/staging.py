@@ -11,6 +11,25 @@ from sam2flow.io import storage
 from sam2flow.io.storage import StorageError
 
 
+def check_replaceable(target: str, last: str, what: str) -> None:
+    """Refuse to publish onto ``target`` when that would destroy something that is not an earlier folder of this kind
+    (one holding ``last``): a file, or a folder with other files in it. A missing or empty folder is fine.
+
+    Raises:
+        StorageError: Naming the target and what to do, with nothing touched.
+    """
+    fs, path = storage.filesystem(target)
+    if not fs.exists(path):
+        return
+    if not fs.isdir(path):
+        raise StorageError(f"{target} is a file, not a folder: give a new folder (or an earlier {what}) for the {what}")
+    if fs.ls(path, detail=False) and not fs.isfile(f"{path.rstrip('/')}/{last}"):
+        raise StorageError(
+            f"{target} is a folder with other files in it, not an earlier sam2flow {what} (it has no {last}): give a "
+            f"new or empty folder; an earlier {what} there would be replaced whole"
+        )
+
+
 class StagedFolder:
     """A local folder to build outputs in, published onto ``target`` only when the build succeeds.
 

@@ -22,6 +22,11 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (what a run records, so that it means the same from any folder); URIs as given."""
+    return uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
+
+
 class StorageError(InputError):
     """A path or URI cannot be used: unknown scheme, missing driver, not a folder, read-only, or out of space."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -31,13 +30,15 @@ class Previewer:
     previewed: a click on the same frame re-runs only SAM2's prompt encoder and mask decoder. One preview at a time.
     """
 
-    def __init__(self, cfg: PipelineConfig, device: str | list[str] = "cpu") -> None:
+    def __init__(self, cfg: PipelineConfig, folder: Path, device: str | list[str] = "cpu") -> None:
+        """``folder`` (created here) holds the previewed frame as SAM2 reads it; the caller removes it."""
         self.cfg, self.device = cfg, device
         self._model: Any = None
         self._lock = threading.Lock()
         self._key: tuple[str, int] | None = None
         self._session: Any = None
-        self._folder = Path(tempfile.mkdtemp(prefix="sam2flow-preview-"))
+        self._folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
 
     def _segmenter(self) -> Any:
         if self._model is None:
@@ -72,6 +73,13 @@ class Previewer:
             assert fm is not None
             order = [list(fm.obj_ids).index(p.local_id) for p in prompts if p.local_id in fm.obj_ids]
             return fm.masks[order], time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Release the preview session (the model stays with this object)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+            self._session, self._key = None, None
 
     def _session_for(self, segmenter: Any, key: tuple[str, int], image: np.ndarray) -> Any:
         if key != self._key or self._session is None:

@@ -1,0 +1,82 @@
+"""The studio's request bodies, one Pydantic model each: a body that does not fit is answered 422 naming the field,
+before any route code runs. Paths are checked against the roots by the routes (`Roots.check`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sam2flow.config import ManualPrompt, Zone
+from sam2flow.corrections import Corrections
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+Path = Annotated[str, Field(min_length=1, max_length=4096)]
+FrameNumber = Annotated[int, Field(ge=0)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreviewObject(_Body):
+    """One object's prompts on the previewed frame, in source pixels (none: the object is left out)."""
+
+    points: list[tuple[Coordinate, Coordinate]] = Field(default_factory=list, max_length=1000)
+    labels: list[Literal[0, 1]] = Field(default_factory=list, max_length=1000)
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
+
+    @model_validator(mode="after")
+    def _one_label_per_point(self) -> PreviewObject:
+        if len(self.points) != len(self.labels):
+            raise ValueError(f"{len(self.points)} point(s) but {len(self.labels)} label(s): one label per point")
+        if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
+            raise ValueError(f"box {list(self.box)} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return self
+
+
+class PreviewRequest(_Body):
+    """SAM2's masks on one frame of a video from the objects' prompts."""
+
+    path: Path
+    frame: FrameNumber = 0
+    objects: list[PreviewObject] = Field(default_factory=list, max_length=200)
+
+
+class SaveRequest(_Body):
+    """Write the base config with these prompts and zones to ``dest``."""
+
+    video: Path
+    dest: Path
+    prompts: list[ManualPrompt] = Field(default_factory=list)
+    zones: list[Zone] = Field(default_factory=list)
+
+
+class RunRequest(_Body):
+    """Run ``video`` with the saved config into ``out``."""
+
+    video: Path
+    config: Path
+    out: Path
+
+
+class CorrectionsRequest(_Body):
+    """Save corrections.yaml of a finished run."""
+
+    path: Path
+    corrections: Corrections = Field(default_factory=Corrections)
+
+
+class ReferencesRequest(_Body):
+    """Make a reference library from a finished run: these frames, these [track id, name] pairs, in naming order."""
+
+    path: Path
+    frames: list[FrameNumber] = Field(min_length=1)
+    tracks: list[tuple[Annotated[int, Field(ge=1)], Annotated[str, Field(min_length=1)]]] = Field(min_length=1)
+    dest: Path
+
+
+class RunPath(_Body):
+    """A finished run's folder."""
+
+    path: Path

@@ -1,0 +1,115 @@
+"""The studio's state: its roots and base config, the previewer, the runs started from its pages and its scratch
+folder. The routes (`sam2flow.studio.app`) call these methods; every path given is checked against the roots."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sam2flow.config import ConfigError, ManualPrompt, PipelineConfig, Zone, format_validation_error, load_config
+from sam2flow.errors import InputError
+from sam2flow.io import storage
+from sam2flow.io.scratch import own_folder
+from sam2flow.io.video import VideoProbe, probe
+from sam2flow.reader import Run
+from sam2flow.studio import runs
+from sam2flow.studio.preview import Previewer
+from sam2flow.studio.roots import Roots
+
+
+class RunConflict(InputError):
+    """A run of the same video into the same output folder is still going (answered 409)."""
+
+
+@dataclass
+class _Started:
+    video: str
+    out: str
+    run: runs.StartedRun
+
+
+class Studio:
+    """What the routes share: the roots, the base config, the previewer and the runs started here.
+
+    Its scratch files (the previewed frame, the runs' logs) live in one folder of its own in the temporary
+    directory, removed by `close`; one that a killed studio left behind is removed when the next one starts.
+    """
+
+    def __init__(self, roots: Roots, base: PipelineConfig, base_data: dict[str, Any], device: str | list[str],
+                 deployment: str | None) -> None:  # fmt: skip
+        self.roots, self.base, self.base_data, self.deployment = roots, base, base_data, deployment
+        self.scratch = own_folder(Path(tempfile.gettempdir()), "sam2flow-studio-")
+        self.logs = self.scratch / "logs"
+        self.logs.mkdir(parents=True)
+        self.previewer = Previewer(base, self.scratch / "preview", device)
+        self.runs: dict[str, _Started] = {}
+        self._starting = threading.Lock()
+
+    def close(self) -> None:
+        """Remove the scratch folder (runs started here are stopped by the command's reaper, `sam2flow.reaper`)."""
+        self.previewer.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def video(self, path: str) -> tuple[str, VideoProbe]:
+        video = self.roots.check(path)
+        return video, probe(video)
+
+    def run(self, path: str) -> Run:
+        return Run(self.roots.check(path))
+
+    def save_config(self, video: str, dest: str, prompts: list[ManualPrompt], zones: list[Zone]) -> dict[str, Any]:
+        target = self.roots.check(dest)
+        if not target.endswith((".yaml", ".yml")):
+            raise InputError(f"{dest}: a config file name ends in .yaml")
+        regions = [z.model_dump(mode="json") for z in zones]
+        data = {**self.base_data, "prompts": [p.model_dump(mode="json", exclude_none=True) for p in prompts],
+                "zones": {**self.base_data.get("zones", {}), "regions": regions}}  # fmt: skip
+        try:
+            PipelineConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, dest)) from exc
+        text = f"# sam2flow config for {video}, made with `sam2flow studio`\n" + yaml.safe_dump(data, sort_keys=False)
+        storage.write_bytes(target, text.encode())
+        return {"path": target, "yaml": text}
+
+    def start_run(self, video: str, config: str, out: str) -> dict[str, Any]:
+        """Start a run, unless one of the same video into the same output folder is still going.
+
+        Raises:
+            RunConflict: Naming the run still going.
+        """
+        video, config, out = self.roots.check(video), self.roots.check(config), self.roots.check(out)
+        cfg = load_config(config)
+        with self._starting:  # two clicks in quick succession: the second sees the first
+            for run_id, s in self.runs.items():
+                if (s.video, s.out) == (video, out) and s.run.status()["status"] == "running":
+                    raise RunConflict(f"run {run_id} of {video} into {out} is still going: wait for it to end")
+            run_id = uuid.uuid4().hex[:12]
+            started = runs.start(video, config, out, cfg, self.logs / f"{run_id}.log", self.deployment)
+            self.runs[run_id] = _Started(video, out, started)
+        return {"id": run_id, "via": started.via}
+
+    def make_references(self, path: str, frames: list[int], tracks: list[tuple[int, str]], dest: str) -> dict[str, Any]:
+        """A reference library from a finished run under the roots, written under the roots; ``tracks`` is a list of
+        [track id, name] pairs, in the order that gives the identities their ids."""
+        from sam2flow.references import load_references, make_references, parse_tracks
+
+        run, target = self.run(path), self.roots.check(dest)
+        named = parse_tracks(",".join(f"{track}:{name}" for track, name in tracks))
+        made = load_references(make_references(run.path, frames, named, target))
+        identities = [{"name": i.name, "track_id": i.track_id} for i in made.identities]
+        return {"path": target, "identities": identities, "frames": [f.source_frame for f in made.frames]}
+
+    def run_status(self, run_id: str) -> dict[str, Any]:
+        started = self.runs.get(run_id)
+        if started is None:
+            raise InputError(f"no run {run_id} was started by this studio")
+        return started.run.status()

@@ -1,0 +1,71 @@
+"""A real `sam2flow studio` process for tests: started with the command a user types, on a free port, with its own
+temporary directory; talked to over real HTTP with the token it printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class StudioProcess:
+    """``sam2flow studio ARGS --port P`` with TMPDIR set to ``tmp``; `client` sends its token and its own Origin."""
+
+    def __init__(self, args: list[str], tmp: Path, timeout: float = 120, env: dict[str, str] | None = None) -> None:
+        self.port, self.tmp = free_port(), tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **(env or {}), "TMPDIR": str(tmp)}
+        cmd = [sys.executable, "-m", "sam2flow.cli", "studio", *args, "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self.url, self.token = self._wait_for_address(timeout)
+        self.reader = threading.Thread(target=self.lines.extend, args=(self.proc.stdout,), daemon=True)
+        self.reader.start()  # keeps the pipe drained
+        self.client = self.session()
+
+    def _wait_for_address(self, timeout: float) -> tuple[str, str | None]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            found = re.search(r"sam2flow studio on (http://\S+?/)(?:\?token=(\S+))? ", line)
+            if found:
+                url, token = found.group(1).rstrip("/"), found.group(2)
+                break
+        else:
+            raise RuntimeError("the studio did not start:\n" + "".join(self.lines))
+        deadline = time.time() + timeout
+        while time.time() < deadline:  # the address is printed just before the server listens
+            try:
+                httpx.get(url + "/", timeout=2)
+                return url, token
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the studio never answered on {url}")
+
+    def session(self, **headers: str) -> httpx.Client:
+        """A client that sends the token and the studio's own Origin (as its pages do), plus ``headers``."""
+        base = {"Origin": self.url, **({"Authorization": f"token {self.token}"} if self.token else {}), **headers}
+        return httpx.Client(base_url=self.url, headers=base, timeout=600)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the studio the way a user or a service manager does; returns its exit code."""
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(30)
+        self.reader.join(10)
+        return code
