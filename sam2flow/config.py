@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,8 +24,38 @@ class ConfigError(InputError, ValueError):
 _CKPT_HELP = "A name from checkpoints/manifest.yaml, 'random:<name>' for random weights, or a path/URI to a .pt file."
 
 
+@dataclass(frozen=True)
+class Masks:
+    """Marks a setting that changes the masks: it goes into the digest that names part files (`PipelineConfig.digest`),
+    so changing it re-segments, and changing an unmarked setting does not.
+
+    Attributes:
+        when: Only while this other setting (a dotted path to a bool, e.g. ``finetune.enabled``) is on.
+        unless: Not while this other setting is on.
+        once_set: Only when not at its default: a setting added after part files were written leaves their digest as
+            it was while it is unset, so they stay valid.
+    """
+
+    when: str | None = None
+    unless: str | None = None
+    once_set: bool = False
+
+
+MASKS = Masks()
+"""The plain mark: the setting always changes the masks."""
+
+
 class _Section(BaseModel):
+    """A config section. Its fields marked `Masks` go into the digest; a section may also say, as a whole:"""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    DIGEST_WHEN: ClassVar[str | None] = None
+    """The section counts only while this setting is on (a dotted path to a bool)."""
+    DIGEST_OFF: ClassVar[dict[str, Any] | None] = None
+    """What stands for the section while `DIGEST_WHEN` is off (nothing when None)."""
+    DIGEST_AS: ClassVar[str | None] = None
+    """The one field whose value stands for the section (the section is left out while that field does not count)."""
 
 
 class VideoConfig(_Section):
@@ -33,7 +64,7 @@ class VideoConfig(_Section):
     max_frames: Annotated[int | None, Field(ge=1)] = Field(
         None, description="Process only the first N frames (all frames when empty). Outputs then cover N frames."
     )
-    jpeg_quality: int = Field(
+    jpeg_quality: Annotated[int, Masks(when="finetune.enabled")] = Field(
         2, ge=1, le=31, description="ffmpeg -q:v of the JPEGs written to fine-tune the detector (1 best, 31 worst)."
     )
     max_pixels: int = Field(
@@ -47,16 +78,16 @@ class VideoConfig(_Section):
 class ChunkingConfig(_Section):
     """How the video is split into overlapping subsequences."""
 
-    mode: Literal["parallel", "carry"] = Field(
+    mode: Annotated[Literal["parallel", "carry"], MASKS] = Field(
         "parallel",
         description="parallel: subsequences run independently and are stitched by mask IoU over the overlap. "
         "carry: one after another, each starting from the previous one's masks on the overlap, so objects given "
         "only by manual prompts are tracked through the whole video.",
     )
-    length: int = Field(
+    length: Annotated[int, MASKS] = Field(
         200, ge=17, description="Frames per subsequence. Memory grows with this, never with video length."
     )
-    overlap: int = Field(
+    overlap: Annotated[int, MASKS] = Field(
         16,
         ge=16,
         description="Frames shared by neighbouring subsequences, used to stitch tracks (SAM2 reads 16 past frames).",
@@ -72,27 +103,36 @@ class ChunkingConfig(_Section):
 class DetectorConfig(_Section):
     """The Ultralytics YOLO detector that prompts SAM2."""
 
-    enabled: bool = Field(True, description="Run the detector at keyframes. Off: only manual prompts are used.")
-    model: str = Field(
+    DIGEST_WHEN = "detector.enabled"
+    DIGEST_OFF = {"enabled": False}
+
+    enabled: Annotated[bool, MASKS] = Field(
+        True, description="Run the detector at keyframes. Off: only manual prompts are used."
+    )
+    model: Annotated[str, Masks(unless="finetune.enabled")] = Field(
         "yolo11n",
         description=_CKPT_HELP,
     )
-    classes: list[int | str] | None = Field(
+    classes: Annotated[list[int | str] | None, MASKS] = Field(
         None, description="Class ids or names to keep (e.g. [person, car]); all classes when empty."
     )
-    confidence: float = Field(0.25, gt=0.0, le=1.0, description="Minimum detection confidence.")
-    nms_iou: float = Field(0.7, gt=0.0, le=1.0, description="IoU threshold of the detector's non-maximum suppression.")
-    image_size: int = Field(640, ge=32, description="Detector input size in pixels.")
-    detect_every: Annotated[int | None, Field(ge=1)] = Field(
+    confidence: Annotated[float, MASKS] = Field(0.25, gt=0.0, le=1.0, description="Minimum detection confidence.")
+    nms_iou: Annotated[float, MASKS] = Field(
+        0.7, gt=0.0, le=1.0, description="IoU threshold of the detector's non-maximum suppression."
+    )
+    image_size: Annotated[int, MASKS] = Field(640, ge=32, description="Detector input size in pixels.")
+    detect_every: Annotated[int | None, Field(ge=1), MASKS] = Field(
         None, description="Run the detector every N frames inside a subsequence (only on its first frame when empty)."
     )
-    prompt_style: Literal["box", "center", "vertical"] = Field(
+    prompt_style: Annotated[Literal["box", "center", "vertical"], MASKS] = Field(
         "box",
         description="How a detection prompts SAM2: its box, its centre point, or the centre plus two points along "
         "the vertical axis (a common choice for people).",
     )
-    max_objects_per_keyframe: int = Field(10, ge=1, description="At most this many new objects are added per keyframe.")
-    duplicate_iou: float = Field(
+    max_objects_per_keyframe: Annotated[int, MASKS] = Field(
+        10, ge=1, description="At most this many new objects are added per keyframe."
+    )
+    duplicate_iou: Annotated[float, MASKS] = Field(
         0.5, gt=0.0, le=1.0, description="A detection whose box overlaps a tracked object this much is not added again."
     )
 
@@ -100,32 +140,40 @@ class DetectorConfig(_Section):
 class FinetuneConfig(_Section):
     """Fine-tune the detector on the first frames: track the prompted objects, learn them, detect them later."""
 
-    enabled: bool = Field(
+    DIGEST_WHEN = "finetune.enabled"
+
+    enabled: Annotated[bool, MASKS] = Field(
         False,
         description="Track the manual prompts through the first `frames` frames, train YOLO on those masks' boxes, "
         "and use the trained detector (instead of detector.model) to prompt every subsequence.",
     )
-    frames: int = Field(
+    frames: Annotated[int, MASKS] = Field(
         250, ge=16, le=2000, description="Frames tracked for training labels (one SAM2 state: memory grows with it)."
     )
-    frame_step: int = Field(1, ge=1, description="Use every N-th labelled frame as a training image.")
-    base_model: str = Field(
+    frame_step: Annotated[int, MASKS] = Field(1, ge=1, description="Use every N-th labelled frame as a training image.")
+    base_model: Annotated[str, MASKS] = Field(
         "yolo11n",
         description="Pretrained YOLO to start from (manifest name, path or URI). When a manifest name cannot be "
         "loaded (e.g. offline), training starts from its model YAML; a '.yaml' name always trains from scratch.",
     )
-    epochs: int = Field(50, ge=1, le=1000, description="Training epochs (at most).")
-    patience: int = Field(10, ge=1, description="Stop when validation fitness has not improved for this many epochs.")
-    image_size: int = Field(640, ge=32, description="Training and detection input size in pixels (multiple of 32).")
-    batch: int = Field(16, ge=1, description="Training batch size.")
-    val_fraction: float = Field(
+    epochs: Annotated[int, MASKS] = Field(50, ge=1, le=1000, description="Training epochs (at most).")
+    patience: Annotated[int, MASKS] = Field(
+        10, ge=1, description="Stop when validation fitness has not improved for this many epochs."
+    )
+    image_size: Annotated[int, MASKS] = Field(
+        640, ge=32, description="Training and detection input size in pixels (multiple of 32)."
+    )
+    batch: Annotated[int, MASKS] = Field(16, ge=1, description="Training batch size.")
+    val_fraction: Annotated[float, MASKS] = Field(
         0.2, gt=0.0, lt=1.0, description="Share of time blocks used for validation (blocks, never single frames)."
     )
-    block_frames: int = Field(25, ge=1, description="Consecutive frames per time block of the train/validation split.")
-    gap_frames: int = Field(
+    block_frames: Annotated[int, MASKS] = Field(
+        25, ge=1, description="Consecutive frames per time block of the train/validation split."
+    )
+    gap_frames: Annotated[int, MASKS] = Field(
         5, ge=0, description="Training frames this close to a validation frame are left out (near duplicates)."
     )
-    seed: int = Field(0, description="Training seed.")
+    seed: Annotated[int, MASKS] = Field(0, description="Training seed.")
 
     @field_validator("image_size")
     @classmethod
@@ -174,7 +222,12 @@ class Zone(_Section):
 class ZonesConfig(_Section):
     """Named zones: restrict detector prompts to them and record when tracks enter and leave them."""
 
-    regions: list[Zone] = Field(default_factory=list, description="The zones (none: no zone logic, no events).")
+    DIGEST_WHEN = "zones.filter_prompts"  # otherwise zones only decide events, rebuilt from the masks
+    DIGEST_AS = "regions"
+
+    regions: Annotated[list[Zone], MASKS] = Field(
+        default_factory=list, description="The zones (none: no zone logic, no events)."
+    )
     filter_prompts: bool = Field(
         False,
         description="Only detections whose box touches a zone on the keyframe prompt SAM2 (manual prompts always "
@@ -206,15 +259,15 @@ class ZonesConfig(_Section):
 class SegmenterConfig(_Section):
     """The SAM2 video predictor."""
 
-    checkpoint: str = Field(
+    checkpoint: Annotated[str, MASKS] = Field(
         "sam2.1_hiera_tiny",
         description=_CKPT_HELP,
     )
-    image_size: Annotated[int | None, Field(ge=64)] = Field(
+    image_size: Annotated[int | None, Field(ge=64), MASKS] = Field(
         None,
         description="Rebuild the model for this input size (multiple of 16); the checkpoint's native size when empty.",
     )
-    max_objects: int = Field(
+    max_objects: Annotated[int, MASKS] = Field(
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
     )
     offload_video_to_cpu: bool = Field(
@@ -222,20 +275,20 @@ class SegmenterConfig(_Section):
         description="No longer has an effect, kept so that older configs load: frames are always held in CPU memory, "
         "as uint8, and each is normalised on the model's device when SAM2 reads it.",
     )
-    max_cond_frames: int | None = Field(
+    max_cond_frames: Annotated[int | None, Masks(once_set=True)] = Field(
         None,
         ge=2,
         description="Conditioning frames (reference frames and prompted frames) SAM2 attends to when tracking each "
         "frame, at most: the temporally closest. Empty: all of them (SAM2's default). Reference frames count "
         "against it.",
     )
-    backward_fill: bool = Field(
+    backward_fill: Annotated[bool, Masks(once_set=True)] = Field(
         False,
         description="Also track each object first found after a subsequence's first frame backwards to that "
         "start, so it has masks on the frames before it was detected (costs a second, reverse pass over those "
         "frames).",
     )
-    compile: bool = Field(
+    compile: Annotated[bool, MASKS] = Field(
         False,
         description="torch.compile the SAM2 model (the official 'vos_optimized' build). For GPUs: each worker pays "
         "the compile time once, on its first subsequence.",
@@ -358,7 +411,9 @@ class RuntimeConfig(_Section):
 class ReferencesConfig(_Section):
     """Reference identities: named objects every subsequence starts out knowing."""
 
-    path: str | None = Field(
+    DIGEST_AS = "path"  # its content is added where it is read (the part digest)
+
+    path: Annotated[str | None, Masks(once_set=True)] = Field(
         None,
         description="A reference library folder (made by `sam2flow references make`): its frames condition SAM2 in "
         "every subsequence, and each identity keeps its name and track id. Needs chunking.mode: parallel.",
@@ -371,7 +426,7 @@ class PipelineConfig(_Section):
     video: VideoConfig = Field(default_factory=VideoConfig)
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    prompts: list[ManualPrompt] = Field(default_factory=list, description="Objects given by hand.")
+    prompts: Annotated[list[ManualPrompt], MASKS] = Field(default_factory=list, description="Objects given by hand.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     zones: ZonesConfig = Field(default_factory=ZonesConfig)
     segmenter: SegmenterConfig = Field(default_factory=SegmenterConfig)
@@ -403,35 +458,61 @@ class PipelineConfig(_Section):
     def digest(self, prompts: bool = True) -> str:
         """Short content digest of exactly the settings that decide segmentation results (it names part files).
 
-        Left out, because no mask depends on them: how many frames are processed (each part file is named by its
-        frame range), the detector's settings when it is off (and its model when fine-tuning replaces it),
-        fine-tuning when it is off (and the JPEG quality of its training images), where decoded frames are kept,
-        and zones unless they filter prompts (otherwise
-        they only decide events, which are rebuilt from the masks). The checkpoints' contents are added to the
-        digest where they are resolved (`sam2flow.pipeline.part_digest`). With ``prompts=False`` the manual prompts
-        are left out too: part files are keyed by the prompts inside each subsequence (`sam2flow.job.span_keys`).
+        Derived from the `Masks` marks next to each field and the sections' ``DIGEST_*`` rules: an unmarked setting
+        (how many frames are processed, where frames are kept, stitching, rendering, the runtime) never re-segments.
+        The checkpoints' and the reference library's contents are added where they are resolved (the part digest).
+        With ``prompts=False`` the manual prompts are left out: part files are keyed by the prompts inside each
+        subsequence (`sam2flow.job.span_keys`).
         """
-        jpeg = () if self.finetune.enabled else ("jpeg_quality",)  # JPEGs are only written to train a detector
-        # Settings added later leave the digest as it was before they existed while unset (part files stay valid).
-        unset = [k for k in ("backward_fill", "max_cond_frames") if getattr(self.segmenter, k) in (False, None)]
-        segmenter_left_out = {"offload_video_to_cpu", *unset}
-        relevant: dict[str, Any] = {
-            "video": self.video.model_dump(mode="json", exclude={"max_frames", "max_pixels", *jpeg}),
-            "chunking": self.chunking.model_dump(mode="json"),
-            "prompts": [p.model_dump(mode="json") for p in self.prompts] if prompts else None,
-            "segmenter": self.segmenter.model_dump(mode="json", exclude=segmenter_left_out),
-            "detector": {"enabled": False},
-        }
-        if self.detector.enabled:
-            replaced = {"model"} if self.finetune.enabled else set()
-            relevant["detector"] = self.detector.model_dump(mode="json", exclude=replaced)
-        if self.finetune.enabled:
-            relevant["finetune"] = self.finetune.model_dump(mode="json")
-        if self.zones.filter_prompts:
-            relevant["zones"] = [z.model_dump(mode="json") for z in self.zones.regions]
-        if self.references.path is not None:  # its content is added where it is read (`pipeline.part_digest`)
-            relevant["references"] = self.references.path
+        relevant = digest_data(self)
+        if not prompts:
+            relevant["prompts"] = None
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _setting(cfg: PipelineConfig, dotted: str) -> bool:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return bool(value)
+
+
+def _counts(cfg: PipelineConfig, model: BaseModel, name: str) -> bool:
+    """Whether field ``name`` of ``model`` goes into the digest now (see `Masks`)."""
+    info = type(model).model_fields[name]
+    mark = next((m for m in info.metadata if isinstance(m, Masks)), None)
+    if mark is None:
+        return False
+    if mark.when is not None and not _setting(cfg, mark.when):
+        return False
+    if mark.unless is not None and _setting(cfg, mark.unless):
+        return False
+    return not (mark.once_set and getattr(model, name) == info.get_default(call_default_factory=True))
+
+
+def digest_data(cfg: PipelineConfig) -> dict[str, Any]:
+    """The settings that decide the masks, as the JSON the digest is taken of (sections without marks left out)."""
+    out: dict[str, Any] = {}
+    for name in type(cfg).model_fields:
+        value = getattr(cfg, name)
+        if not isinstance(value, _Section):
+            if _counts(cfg, cfg, name):
+                out[name] = cfg.model_dump(mode="json", include={name})[name]
+            continue
+        section = type(value)
+        if not any(isinstance(m, Masks) for f in section.model_fields.values() for m in f.metadata):
+            continue
+        if section.DIGEST_WHEN is not None and not _setting(cfg, section.DIGEST_WHEN):
+            if section.DIGEST_OFF is not None:
+                out[name] = dict(section.DIGEST_OFF)
+            continue
+        fields = {f for f in section.model_fields if _counts(cfg, value, f)}
+        dumped = value.model_dump(mode="json", include=fields)
+        if section.DIGEST_AS is None:
+            out[name] = dumped
+        elif section.DIGEST_AS in fields:
+            out[name] = dumped[section.DIGEST_AS]
+    return out
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
