@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, bench_squares, squares_clip
+from sam2flow.manifest import read_manifest
 
 NOISE = {"perfect": None, "jitter+erode+drop": (2, 1, 0.1)}
 
@@ -30,7 +31,7 @@ NOISE = {"perfect": None, "jitter+erode+drop": (2, 1, 0.1)}
 def quality(seeds: int) -> list[dict[str, Any]]:
     """Recall, IDF1 and HOTA with and without backward fill on the replayed stress scene (mean over seeds)."""
     sys.path.insert(0, str(ROOT))
-    from sam2flow.evaluate import evaluate
+    from sam2flow.readers.evaluate import evaluate
     from tests.replay import STRESS, STRESS_FRAMES, run_scene, write_davis
 
     rows = []
@@ -88,16 +89,17 @@ def cost(frames: int) -> list[dict[str, Any]]:
                 "--set", "detector.enabled=false", "--set", f"prompts={prompts}",
             ]  # fmt: skip
             subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
-            seg = manifest["stages"]["segment"]
+            manifest = read_manifest(str(next(out.glob("*/manifest.json")).parent))
+            seg = manifest.stages.segment
+            assert seg is not None
             rows.append(
                 {
                     "backward_fill": fill,
-                    "sam2_seconds": seg["sam2_seconds"],
-                    "backfill_seconds": seg["backfill_seconds"],
-                    "backfill_rows": sum(s.get("backfill_rows", 0) for s in seg["subsequences"]),
-                    "rows": sum(s.get("rows") or 0 for s in seg["subsequences"]),
-                    "wall_seconds": manifest["wall_seconds"],
+                    "sam2_seconds": seg.sam2_seconds,
+                    "backfill_seconds": seg.backfill_seconds,
+                    "backfill_rows": sum(s.backfill_rows for s in seg.subsequences),
+                    "rows": sum(s.rows or 0 for s in seg.subsequences),
+                    "wall_seconds": manifest.wall_seconds,
                 }
             )
     print(

@@ -1,6 +1,6 @@
 """The CPU cost per frame of everything sam2flow does around the model, against the cost of only decoding the video.
 
-The real ``process_video`` flow runs on a synthetic clip (`sam2flow.sample`: three textured objects moving over a
+The real ``process_video`` flow runs on a synthetic clip (`sam2flow.io.sample`: three textured objects moving over a
 textured floor) at each size, with a **benchmark-only instant segmenter and detector** standing in for SAM2 and YOLO
 (`InstantSegmenter`, `InstantDetector`; reachable only from this file). They return the clip's exact object masks
 and boxes at once, but read the frames the way the real models do: the segmenter through sam2flow's SAM2 frame
@@ -42,6 +42,8 @@ from benchmarks.common import ROOT, peak_mib, run_child
 
 SIZES = {540: (960, 540), 1080: (1920, 1080), 2160: (3840, 2160)}
 STAGES = ("prepare", "extract", "segment", "render_piece", "stitch", "render", "finalize")
+STAGE_MODULES = {"render_piece": "render"}
+"""The stage module of each stage function whose module has another name."""
 
 
 def _cpu() -> float:
@@ -77,7 +79,7 @@ class InstantSession:
 
     def _frame(self, local: int) -> Any:
         from sam2flow.core.types import FrameMasks, LocalObjId
-        from sam2flow.sample import object_masks
+        from sam2flow.io.sample import object_masks
 
         _, width, height = self.video
         self.images[local]  # SAM2 reads (and so normalises) each frame it tracks
@@ -89,7 +91,7 @@ class InstantSession:
 
     def add(self, prompt: Any) -> Any:
         from sam2flow.core.prompts import box_iou
-        from sam2flow.sample import object_masks
+        from sam2flow.io.sample import object_masks
 
         _, width, height = self.video
         with _model_share():
@@ -140,8 +142,8 @@ class InstantDetector:
 
     def __call__(self, keyframe: Path) -> Any:
         from sam2flow.core.types import Detections
+        from sam2flow.io.sample import object_masks
         from sam2flow.models.frames import detector_image
-        from sam2flow.sample import object_masks
 
         detector_image(keyframe.parent, int(keyframe.stem), self.image_size)
         frame = self.plan[int(keyframe.parent.name)].start + int(keyframe.stem)
@@ -154,21 +156,21 @@ class InstantDetector:
 
 def _install_doubles(frames: int, width: int, height: int, cfg: Any) -> None:
     """Make this process's pipeline use the instant segmenter and detector (benchmark only)."""
-    from sam2flow import pipeline
     from sam2flow.core.planning import plan_subsequences
+    from sam2flow.stages import segment as stage
 
     plan = plan_subsequences(frames, cfg.chunking.length, cfg.chunking.overlap)
     video = (frames, width, height)
     segmenter = InstantSegmenter(plan, cfg.segmenter.image_size or 1024, video)
     detector = InstantDetector(plan, cfg.detector.image_size, video)
-    pipeline.segmenter_on = lambda *a, **k: segmenter  # type: ignore[assignment]
-    pipeline.detector_on = lambda *a, **k: None  # type: ignore[assignment]
-    pipeline.StoredFrameDetector = lambda _model: detector  # type: ignore[assignment,misc]
+    stage.segmenter_on = lambda *a, **k: segmenter  # type: ignore[assignment]
+    stage.detector_on = lambda *a, **k: None  # type: ignore[assignment]
+    stage.StoredFrameDetector = lambda _model: detector  # type: ignore[assignment,misc]
 
 
 def _serialize_stages(cpu: dict[str, float]) -> None:
     """Make the pipeline's stages take turns and add up each one's CPU time."""
-    from sam2flow import pipeline
+    import importlib
 
     lock = threading.RLock()
 
@@ -183,8 +185,9 @@ def _serialize_stages(cpu: dict[str, float]) -> None:
 
         return wrapper
 
-    for name in STAGES:
-        setattr(pipeline, name, timed(name, getattr(pipeline, name)))
+    for name in STAGES:  # the tasks call each stage through its module
+        module = importlib.import_module(f"sam2flow.stages.{STAGE_MODULES.get(name, name)}")
+        setattr(module, name, timed(name, getattr(module, name)))
 
 
 def run_flow(
@@ -245,7 +248,7 @@ def decode_floor(video: str, frames: int) -> dict[str, float]:
 
 
 def _clip(work: Path, size: int, frames: int) -> Path:
-    from sam2flow.sample import write_sample
+    from sam2flow.io.sample import write_sample
 
     path = work / f"clip_{size}_{frames}.mp4"
     if not path.is_file():

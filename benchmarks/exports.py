@@ -41,8 +41,8 @@ def make_run(folder: Path, frames: int, width: int, height: int) -> Path:
     """A finished run folder with ``frames`` frames and four large discs per frame."""
     from sam2flow.core import rle
     from sam2flow.io.parquet import MASKS_SCHEMA, TRACKS_SCHEMA, ParquetSink, table_from_columns, write_times
+    from sam2flow.io.sample import write_sample
     from sam2flow.io.video import probe
-    from sam2flow.sample import write_sample
 
     run = folder / "run"
     clip = write_sample(folder / "clip.mp4", frames, width, height)

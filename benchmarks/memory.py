@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 
 from benchmarks.common import ROOT, bench_squares, peak_mib, run_child, squares_clip, tree_rss_mib
+from sam2flow.manifest import read_manifest
 
 LENGTH = int(os.environ.get("SAM2FLOW_BENCH_LENGTH", "200"))
 
@@ -97,9 +98,10 @@ def run_cli(video: str, work: str, interval: float = 0.1) -> dict[str, Any]:
         time.sleep(interval)
     if proc.returncode != 0:
         raise RuntimeError(f"sam2flow run exited {proc.returncode}")
-    (manifest,) = out.glob("*/manifest.json")
-    subs = json.loads(manifest.read_text())["stages"]["segment"]["subsequences"]
-    rss = [float(s["rss_mib"]) for s in subs if s.get("rss_mib") is not None]
+    (run_dir,) = (p.parent for p in out.glob("*/manifest.json"))
+    segment = read_manifest(str(run_dir)).stages.segment
+    subs = segment.subsequences if segment else []
+    rss = [s.rss_mib for s in subs if s.rss_mib is not None]
     half = rss[len(rss) // 2 :]
     slope = float(np.polyfit(np.arange(len(half)), half, 1)[0]) if len(half) >= 2 else 0.0
     return {

@@ -30,8 +30,8 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from sam2flow.evaluate import evaluate
-    from sam2flow.references import make_references
+    from sam2flow.readers.evaluate import evaluate
+    from sam2flow.readers.references import make_references
     from tests.replay import STRESS, STRESS_FRAMES, finished_run, run_scene, write_davis
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import bench_squares, peak_mib, run_child, squares_clip
+from sam2flow.manifest import read_manifest
 
 CHECKPOINT = "random:sam2.1_hiera_tiny"
 
@@ -156,14 +157,14 @@ def run_sam2flow(
     t0 = time.perf_counter()
     run_dir = process_video(video=video, out=out, config=cfg)
     wall = time.perf_counter() - t0
-    stages = json.loads((Path(run_dir) / "manifest.json").read_text())["stages"]
-    seg = stages["segment"]
+    stages = read_manifest(run_dir).stages
+    assert stages.segment is not None and stages.stitch is not None and stages.render is not None
     return {
         "seconds": wall,
-        "sam2_seconds": seg["sam2_seconds"],
-        "segment_wall": seg["wall_seconds"],
-        "stitch": stages["stitch"]["seconds"],
-        "render": stages["render"]["seconds"],
+        "sam2_seconds": stages.segment.sam2_seconds,
+        "segment_wall": stages.segment.wall_seconds,
+        "stitch": stages.stitch.seconds,
+        "render": stages.render.seconds,
         "peak_rss_mib": peak_mib(),
     }
 

@@ -14,7 +14,7 @@ from prefect.events import DeploymentEventTrigger
 from sam2flow.config import PipelineConfig
 from sam2flow.flows.process_archive import process_archive
 from sam2flow.flows.process_video import process_video
-from sam2flow.studio.runs import DEPLOYMENT
+from sam2flow.flows.remote import DEPLOYMENT
 
 NEW_VIDEO_EVENT = "sam2flow.video.created"
 """Emit this event (``resource.id`` = the video's URI) to process a new file, e.g. from an S3 notification forwarded

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
-from sam2flow import finetune
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import FinetuneRecord
+from sam2flow.stages import finetune
 from sam2flow.tasks.finetune import finetune_label_task, finetune_train_task
 
 

@@ -10,10 +10,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sam2flow.archive import VideoReport
 from sam2flow.config import PipelineConfig
 from sam2flow.errors import is_permanent
-from sam2flow.sweep import GridAxis, Metric, SweepRow
+from sam2flow.sources.archive import VideoReport
+from sam2flow.sources.sweep import GridAxis, Metric, SweepRow
 
 
 class _NoTracebackForInputErrors(logging.Filter):

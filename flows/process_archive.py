@@ -14,12 +14,12 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from sam2flow import stopping
-from sam2flow.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
 from sam2flow.config import PipelineConfig
+from sam2flow.control import stopping
+from sam2flow.control.runtime import pool_for
+from sam2flow.control.scheduling import Backlog, Ticket, admitted
 from sam2flow.flows.process_video import process_video
-from sam2flow.runtime import pool_for
-from sam2flow.scheduling import Backlog, Ticket, admitted
+from sam2flow.sources.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
 
 SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "seconds", "out_dir", "reason")
 MAX_IN_FLIGHT = 16

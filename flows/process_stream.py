@@ -16,14 +16,14 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from sam2flow import stopping
-from sam2flow.archive import VideoReport, artifact_slug, process_one
 from sam2flow.config import PipelineConfig
+from sam2flow.control import stopping
+from sam2flow.control.preflight import check_references
 from sam2flow.flows.process_archive import SUMMARY_COLUMNS, run_video_subflow
 from sam2flow.io import storage
-from sam2flow.preflight import check_references
-from sam2flow.stream import StreamTracks
-from sam2flow.watch import Segment, SourceEnd, is_stream, record_stream, stream_id, watch_folder
+from sam2flow.sources.archive import VideoReport, artifact_slug, process_one
+from sam2flow.sources.stream import StreamTracks
+from sam2flow.sources.watch import Segment, SourceEnd, is_stream, record_stream, stream_id, watch_folder
 
 MAX_IN_FLIGHT = 8
 

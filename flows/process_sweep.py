@@ -9,13 +9,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
-from sam2flow.archive import artifact_slug
 from sam2flow.config import PipelineConfig
-from sam2flow.evaluate import evaluate, load_ground_truth
 from sam2flow.flows.process_video import process_video
 from sam2flow.io import storage
-from sam2flow.restitch import restitch
-from sam2flow.sweep import (
+from sam2flow.readers.evaluate import evaluate, load_ground_truth
+from sam2flow.sources.archive import artifact_slug
+from sam2flow.sources.sweep import (
     METRICS,
     GridAxis,
     Metric,
@@ -27,6 +26,7 @@ from sam2flow.sweep import (
     table_rows,
     write_sweep,
 )
+from sam2flow.stages.stitch.restitch import restitch
 
 
 def _score(out_dir: str, ground_truth: str) -> dict[str, float | None]:

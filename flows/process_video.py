@@ -13,10 +13,10 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from sam2flow import pipeline
-from sam2flow.archive import artifact_slug
 from sam2flow.config import PipelineConfig
-from sam2flow.finetune import finetuned_job
+from sam2flow.control.runtime import pool_for
+from sam2flow.control.scheduling import report_demand
+from sam2flow.control.workspace import claim, discard_work
 from sam2flow.flows.finetune import finetune_detector
 from sam2flow.job import VideoJob
 from sam2flow.report import report_markdown
@@ -30,8 +30,8 @@ from sam2flow.results import (
     SegmentResult,
     SegmentSummary,
 )
-from sam2flow.runtime import pool_for
-from sam2flow.scheduling import report_demand
+from sam2flow.sources.archive import artifact_slug
+from sam2flow.stages.finetune import finetuned_job
 from sam2flow.tasks.extract import extract_task
 from sam2flow.tasks.finalize import finalize_task
 from sam2flow.tasks.prepare import prepare_task
@@ -164,10 +164,10 @@ def process_video(
     t0 = time.perf_counter()
     job = prepare_task(video, out, config)
     try:
-        with pipeline.claim(job, wait=wait):  # one run at a time per output folder
+        with claim(job, wait=wait):  # one run at a time per output folder
             return _process(job, config, PrepareSummary(round(time.perf_counter() - t0, 3)), t0)
     except BaseException:
-        pipeline.discard_work(job)  # no frames or render pieces of a failed or stopped run are left behind
+        discard_work(job)  # no frames or render pieces of a failed or stopped run are left behind
         raise
 
 

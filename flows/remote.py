@@ -1,5 +1,10 @@
-"""Flow runs of a served deployment, through the Prefect API: find the deployment, create a run, read its state,
-progress and logs back (what the studio's Run button needs when a Prefect server is configured)."""
+"""The library's one client of a Prefect server: find the served deployment, create a run of it, read its state,
+progress and logs back (what the studio's Run button needs when a Prefect server is configured).
+
+Prefect is imported inside the functions, so importing this module (for `DEPLOYMENT`) loads no Prefect. With
+`sam2flow.flows.launch` (how the command line starts flows), it is the only door from `sam2flow` to Prefect
+(tests/test_packaging.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.sorting import LogSort
-from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
-
 from sam2flow.errors import InputError
+
+DEPLOYMENT = "process_video/sam2flow-video"
+"""The deployment `sam2flow serve` (and infra/prefect.yaml) registers for one video."""
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,24 @@ class RemoteRunState:
 
 def configured_api() -> str | None:
     """The Prefect server this process is configured to use (``PREFECT_API_URL``), or None for none."""
+    from prefect.settings import PREFECT_API_URL
+
     return PREFECT_API_URL.value() or None
 
 
 @contextmanager
 def _client(api: str) -> Iterator[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         yield client
 
 
 def find_deployment(api: str, name: str) -> UUID | None:
     """The deployment's id, None when the server does not know it; an unreachable server is an input error."""
+    from prefect.exceptions import ObjectNotFound
+
     try:
         with _client(api) as client:
             return UUID(str(client.read_deployment_by_name(name).id))
@@ -62,6 +71,10 @@ def create_run(api: str, deployment_id: UUID, parameters: dict[str, Any], tags: 
 
 def read_run(api: str, flow_run_id: UUID, log_lines: int = 15) -> RemoteRunState:
     """The flow run's state, progress and last ``log_lines`` log messages."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.settings import PREFECT_UI_URL
+
     ids = [flow_run_id]
     with _client(api) as client:
         run = client.read_flow_run(flow_run_id)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from sam2flow.config import ConfigError, PipelineConfig, load_config
-from sam2flow.studio.runs import DEPLOYMENT
+from sam2flow.flows.remote import DEPLOYMENT
 
 T = TypeVar("T")
 
@@ -104,9 +104,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _stoppable(fn: Callable[..., T], *args: Any) -> T:
-    """Run a flow so that SIGINT or SIGTERM stops it cleanly (see `sam2flow.stopping`): exit code 130 or 143, with
-    how to resume."""
-    from sam2flow import stopping
+    """Run a flow so that SIGINT or SIGTERM stops it cleanly (see `sam2flow.control.stopping`): exit code 130 or
+    143, with how to resume."""
+    from sam2flow.control import stopping
 
     try:
         return stopping.supervise(fn, *args)
@@ -122,7 +122,7 @@ def _stoppable(fn: Callable[..., T], *args: Any) -> T:
 
 def _preflight(video: str, out: str, cfg: PipelineConfig) -> None:
     """Fail in seconds, before any flow starts: the input, its frame size, the device, room to work, checkpoints."""
-    from sam2flow import preflight
+    from sam2flow.control import preflight
 
     preflight.check_run(video, out, cfg)
     preflight.check_models(cfg)
@@ -193,12 +193,12 @@ def archive(
     Videos already done with the same config are skipped; a file that cannot be processed fails alone and is
     reported with its reason. Exit code 0 when none failed, 1 when some did, 2 on bad arguments.
     """
-    from sam2flow.archive import list_videos
+    from sam2flow.sources.archive import list_videos
 
     _setup_logging(verbose)
     _allow_checkpoint_dirs(checkpoint_dir)
     cfg = _load(config, set_)
-    from sam2flow import preflight
+    from sam2flow.control import preflight
 
     try:
         videos = list_videos(source, pattern)
@@ -299,7 +299,7 @@ def stitch(
     Only stitching.*, render.* and zone event settings can change. Without --render, annotated.mp4 keeps the old
     track ids and the manifest marks it stale.
     """
-    from sam2flow.restitch import restitch
+    from sam2flow.stages.stitch.restitch import restitch
 
     _setup_logging(False)
     overrides = list(set_ or []) + ([f"stitching.iou_threshold={iou}"] if iou is not None else [])
@@ -324,8 +324,8 @@ def evaluate(
     Evaluation is class-agnostic. DAVIS ground truth (one indexed PNG per frame, 0 background, 255 void) is
     compared by mask IoU; MOT ground truth (frame,id,x,y,w,h with frames from 1) by box IoU.
     """
-    from sam2flow.evaluate import EvaluationError
-    from sam2flow.evaluate import evaluate as run_evaluation
+    from sam2flow.readers.evaluate import EvaluationError
+    from sam2flow.readers.evaluate import evaluate as run_evaluation
 
     try:
         metrics = run_evaluation(pred, gt, frames)
@@ -370,8 +370,8 @@ def watch(
     connection is retried with backoff. Exit code 0 once the source has ended and every segment is processed, 1
     when a segment failed or the stream was given up, 2 on bad arguments.
     """
-    from sam2flow import preflight
-    from sam2flow.watch import check_source
+    from sam2flow.control import preflight
+    from sam2flow.sources.watch import check_source
 
     _setup_logging(verbose)
     _allow_checkpoint_dirs(checkpoint_dir)
@@ -427,8 +427,8 @@ def sweep(
     Writes OUT/sweeps/<video_id>.parquet (one row per setting, best first) and leaves the best setting's results
     in OUT/<video_id>/; the Prefect run has the table as an artifact.
     """
-    from sam2flow import sweep as sweeps
-    from sam2flow.evaluate import load_ground_truth
+    from sam2flow.readers.evaluate import load_ground_truth
+    from sam2flow.sources import sweep as sweeps
 
     _setup_logging(verbose)
     _allow_checkpoint_dirs(checkpoint_dir)
@@ -567,8 +567,8 @@ def studio(
     the studio answers only requests for its own Host (plus --allow-host), takes changes only from its own pages, and
     wants the session token in the address it prints (kept in a cookie after the first visit).
     """
-    from sam2flow import preflight
     from sam2flow import studio as studio_app
+    from sam2flow.control import preflight
     from sam2flow.studio.guard import Guard, valid_host
     from sam2flow.studio.roots import Roots
 
@@ -610,8 +610,8 @@ def sample(
 ) -> None:
     """Write a short synthetic clip (three textured objects moving over a textured floor, 24 fps) to try sam2flow
     on, e.g. `sam2flow sample sample.mp4 && sam2flow run sample.mp4 --config configs/smoke.yaml --out out`."""
+    from sam2flow.io.sample import write_sample
     from sam2flow.io.video import VideoError
-    from sam2flow.sample import write_sample
 
     try:
         write_sample(path, frames, width, height)
@@ -697,7 +697,7 @@ def refs_make(
     Set references.path to the folder: every subsequence of later runs then starts with these frames as SAM2
     conditioning frames, and each named track keeps its name and a fixed track id (1, 2, … in --tracks order).
     """
-    from sam2flow.references import make_references, parse_tracks
+    from sam2flow.readers.references import make_references, parse_tracks
 
     _setup_logging(False)
     try:
@@ -713,7 +713,7 @@ def refs_make(
 
 def main() -> None:
     """Entry point of the ``sam2flow`` console script: whatever ends it, no process it started outlives it."""
-    from sam2flow import reaper
+    from sam2flow.control import reaper
 
     reaper.guard()
     app()

@@ -6,15 +6,21 @@ them into the manifest's plain form. `from_json` reads that form back, validated
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
+
+from sam2flow.config import ManualPrompt, PipelineConfig
+from sam2flow.core.types import Subsequence
+from sam2flow.io.video import VideoProbe
 
 T = TypeVar("T")
 
 
 def to_json(record: Any) -> dict[str, Any]:
-    """A record as a plain dict of JSON values."""
-    out: dict[str, Any] = asdict(record)
+    """A record as a plain dict of JSON values (the config sections in it included)."""
+    from pydantic import TypeAdapter
+
+    out: dict[str, Any] = TypeAdapter(type(record)).dump_python(record, mode="json")
     return out
 
 
@@ -212,9 +218,9 @@ class SegmentSummary:
     wall_seconds: float
     task_seconds: float
     sam2_seconds: float
-    backfill_seconds: float
     reused: int
     subsequences: list[SegmentResult]
+    backfill_seconds: float = 0.0
 
     @classmethod
     def of(cls, results: list[SegmentResult], wall_seconds: float) -> SegmentSummary:
@@ -239,13 +245,71 @@ class PrepareSummary:
 
 @dataclass(frozen=True)
 class RunStages:
-    """Every stage of one run, as manifest.json records it under ``stages``."""
+    """Every stage of one run, as manifest.json records it under ``stages`` (a stage a run did not record, e.g. in a
+    manifest written by an earlier version, is None)."""
 
-    prepare: PrepareSummary
-    extract: ExtractSummary
-    segment: SegmentSummary
-    stitch: StitchResult
-    render: RenderResult
+    prepare: PrepareSummary | None = None
+    extract: ExtractSummary | None = None
+    segment: SegmentSummary | None = None
+    stitch: StitchResult | None = None
+    render: RenderResult | None = None
     finetune: FinetuneRecord | None = None
     restitched: bool = False
     """True when the tables were rebuilt later by `sam2flow stitch`."""
+
+    def seconds(self) -> dict[str, float]:
+        """Each recorded stage's time in seconds (its wall time where it has one, else its tasks' time)."""
+        out = {}
+        for f in fields(self):
+            record = getattr(self, f.name)
+            key = next((k for k in ("wall_seconds", "seconds", "task_seconds") if hasattr(record, k)), None)
+            if key is not None:
+                out[f.name] = float(getattr(record, key))
+        return out
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A checkpoint a run used: how it was named, where it was, its sha256, and whether it was verified or random."""
+
+    spec: str
+    path: str
+    sha256: str
+    verified: bool
+    random_weights: bool
+
+
+@dataclass(frozen=True)
+class RunCheckpoints:
+    """The checkpoints of a run: SAM2, and the detector when one ran."""
+
+    sam2: CheckpointRecord | None = None
+    yolo: CheckpointRecord | None = None
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What ``OUT/<video_id>/manifest.json`` holds: the run's input, probe, plan, config, checkpoints, versions and
+    stages. Written only by `sam2flow.manifest.write_manifest` and read only by `sam2flow.manifest.read_manifest`."""
+
+    video_id: str
+    input: str
+    """The input as given to the run: an absolute local path, or a URI."""
+    probe: VideoProbe
+    frames_processed: int
+    config: PipelineConfig
+    local_input: str | None = None
+    """The local file the run read (the input, or its cached copy for a URI)."""
+    subsequences: list[Subsequence] = field(default_factory=list)
+    config_digest: str = ""
+    """The part digest: the folder of the run's part files under ``parts/``."""
+    span_keys: list[str] = field(default_factory=list)
+    correction_prompts: list[ManualPrompt] = field(default_factory=list)
+    checkpoints: RunCheckpoints = field(default_factory=RunCheckpoints)
+    random_weights: bool = False
+    finetune: FinetuneRecord | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    stages: RunStages = field(default_factory=RunStages)
+    wall_seconds: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+    """The output files a complete run has, by name (``_SUCCESS`` is written once they all exist)."""

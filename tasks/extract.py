@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import ExtractResult
+from sam2flow.stages import extract as stage
 from sam2flow.tasks.retries import retry_unless_permanent
 
 
@@ -20,4 +20,4 @@ from sam2flow.tasks.retries import retry_unless_permanent
 )
 def extract_task(job: VideoJob, index: int, config: PipelineConfig) -> ExtractResult:
     """Write one subsequence's JPEGs (skipped when its part file is already complete)."""
-    return pipeline.extract(job, index, config)
+    return stage.extract(job, index, config)

@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sam2flow import finetune
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import FinetuneRecord, LabelResult
+from sam2flow.stages import finetune
 from sam2flow.tasks.retries import retry_unless_permanent
 
 

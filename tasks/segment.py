@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import SegmentResult
+from sam2flow.stages import segment as stage
 from sam2flow.tasks.retries import retry_unless_permanent
 
 
@@ -20,4 +20,4 @@ from sam2flow.tasks.retries import retry_unless_permanent
 )
 def segment_task(job: VideoJob, index: int, config: PipelineConfig) -> SegmentResult:
     """Segment one subsequence and write its part file; returns a small summary."""
-    return pipeline.segment(job, index, config)
+    return stage.segment(job, index, config)

@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from sam2flow import pipeline
 from sam2flow.config import PipelineConfig
 from sam2flow.job import VideoJob
 from sam2flow.results import SegmentResult
+from sam2flow.stages import segment as stage
 from sam2flow.tasks.retries import retry_unless_permanent
 
 
@@ -20,4 +20,4 @@ from sam2flow.tasks.retries import retry_unless_permanent
 )
 def segment_ray_task(job: VideoJob, index: int, config: PipelineConfig) -> SegmentResult:
     """Extract and segment one subsequence on the Ray worker that picked it up; returns a small summary."""
-    return pipeline.extract_and_segment(job, index, config)
+    return stage.extract_and_segment(job, index, config)

@@ -186,8 +186,8 @@ def run_scene(
     from sam2flow.config import load_config
     from sam2flow.core.planning import plan_subsequences
     from sam2flow.core.stitching import MatchRule
-    from sam2flow.segment import SegmentSettings, segment_subsequence
-    from sam2flow.stitch import PartSet, VideoTables, stitch_parts
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
+    from sam2flow.stages.stitch.parts import PartSet, VideoTables, stitch_parts
 
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
@@ -323,9 +323,10 @@ def finished_run(scene: Scene, folder: Path, frames: int, zones: str | None = No
     import json
 
     from sam2flow.config import load_config
-    from sam2flow.events import write_events
     from sam2flow.io.parquet import write_times
     from sam2flow.io.video import probe
+    from sam2flow.results import PrepareSummary, RunManifest, RunStages, StitchResult, to_json
+    from sam2flow.stages.stitch.events import write_events
     from tests.synth import write_clip
 
     run = folder / "run"
@@ -340,17 +341,16 @@ def finished_run(scene: Scene, folder: Path, frames: int, zones: str | None = No
     cfg = load_config(None, [zones] if zones else [])
     if zones:
         write_events(str(masks), str(run / "events.parquet"), cfg.zones, "synthetic", times, frames)
-    manifest = {
-        "video_id": "synthetic",
-        "input": str(clip),
-        "local_input": str(clip),
-        "probe": probe(str(clip)).to_dict(),
-        "frames_processed": frames,
-        "config": cfg.model_dump(mode="json"),
-        "random_weights": False,
-        "stages": {"segment": {"seconds": 1.5}, "stitch": {"seconds": 0.25}},
-        "wall_seconds": 2.0,
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    manifest = RunManifest(
+        video_id="synthetic",
+        input=str(clip),
+        local_input=str(clip),
+        probe=probe(str(clip)),
+        frames_processed=frames,
+        config=cfg,
+        stages=RunStages(prepare=PrepareSummary(0.5), stitch=StitchResult(len(scene.squares), 0, 0, 0, seconds=0.25)),
+        wall_seconds=2.0,
+    )
+    (run / "manifest.json").write_text(json.dumps(to_json(manifest)))
     (run / "_SUCCESS").write_text("")
     return run

@@ -7,9 +7,9 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from sam2flow.archive import finished_run, list_videos
 from sam2flow.config import PipelineConfig, load_config
 from sam2flow.io import storage
+from sam2flow.sources.archive import finished_run, list_videos
 from tests.prefect_api import run_tree_artifacts
 from tests.synth import Square, write_clip
 

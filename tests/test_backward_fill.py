@@ -12,8 +12,8 @@ import pytest
 
 from sam2flow.config import load_config
 from sam2flow.core.types import LocalObjId, ObjectPrompt, Subsequence
-from sam2flow.evaluate import evaluate
 from sam2flow.models import weights
+from sam2flow.readers.evaluate import evaluate
 from tests.replay import STRESS, STRESS_FRAMES, run_scene, write_davis
 from tests.synth import Square, draw_frame
 
@@ -108,7 +108,7 @@ def test_driver_fills_back_with_real_sam2(frames: Path, tmp_path: Path) -> None:
     starts at global frame 100. With backward fill the object also has rows on frames 100-119, each frame once, and
     the forward rows are identical to a run without it."""
     from sam2flow.models.segmenter import Sam2Segmenter
-    from sam2flow.segment import SegmentSettings, segment_subsequence
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 
     sub = Subsequence(index=3, start=100, stop=128)
     seg = Sam2Segmenter(weights.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256)

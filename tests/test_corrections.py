@@ -14,7 +14,7 @@ import pytest
 
 from sam2flow.config import ConfigError
 from sam2flow.core.types import TrackId
-from sam2flow.corrections import Corrections, Split, TrackEdits, parse
+from sam2flow.stages.stitch.corrections import Corrections, Split, TrackEdits, parse
 from tests.synth import Square, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_a_correction_re_segments_only_what_it_touches(prefect_harness: None, tm
     (run / "corrections.yaml").write_text(
         json.dumps({"prompts": [LATER], "merge": [ids[:2]], "classes": [{"track": ids[0], "class_name": "pair"}]})
     )
-    code = ("import sys; from sam2flow.restitch import restitch; restitch(sys.argv[1]);"
+    code = ("import sys; from sam2flow.stages.stitch.restitch import restitch; restitch(sys.argv[1]);"
             "sys.exit(bool([m for m in ('torch', 'sam2') if m in sys.modules]))")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -102,7 +102,7 @@ def _report_artifact(video_id: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from sam2flow.archive import artifact_slug
+    from sam2flow.sources.archive import artifact_slug
 
     with get_client(sync_client=True) as client:
         key = f"report-{artifact_slug(video_id)}"
@@ -136,7 +136,7 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
 
     # Re-stitching from the part files with the same threshold reproduces the result, without loading any model.
     code = (
-        "import sys; from sam2flow.restitch import restitch; restitch(sys.argv[1]);"
+        "import sys; from sam2flow.stages.stitch.restitch import restitch; restitch(sys.argv[1]);"
         "bad = [m for m in ('torch', 'sam2', 'ultralytics', 'prefect') if m in sys.modules]; sys.exit(bool(bad))"
     )
     proc = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True)
@@ -159,12 +159,31 @@ def test_flow_on_synthetic_clip_and_rerun(prefect_harness: None, tmp_path: Path)
     times = Path(out) / "timestamps.parquet"
     expected = np.arange(48) / probe(str(clip)).fps_float
     for gone in (False, True):
+        _as_written_before_timestamps(Path(out))
         times.unlink()
         if gone:
             clip.rename(clip.with_suffix(".moved"))
         proc = _cli("stitch", out)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
         assert (Path(out) / "_SUCCESS").is_file() and np.allclose(read_times(str(times)), expected)
+
+
+def _as_written_before_timestamps(run: Path) -> None:
+    """Make a run folder look as sam2flow wrote it before timestamps.parquet existed (commit 0921d24's parent): part
+    files named without per-subsequence prompt keys, and no prompt keys, correction prompts, backward-fill or worker
+    fields in the manifest."""
+    m = json.loads((run / "manifest.json").read_text())
+    keys = m.pop("span_keys", [])
+    m.pop("correction_prompts", None)
+    for index, key in enumerate(keys):
+        (part,) = run.glob(f"parts/*/{index:05d}_*_{key}.parquet")
+        part.rename(part.with_name(part.name.replace(f"_{key}.parquet", ".parquet")))
+    segment = m["stages"]["segment"]
+    segment.pop("backfill_seconds", None)
+    for sub in segment["subsequences"]:
+        for key in ("backfill_rows", "backfill_seconds", "worker", "started", "ended"):
+            sub.pop(key, None)
+    (run / "manifest.json").write_text(json.dumps(m))
 
 
 @pytest.mark.slow
@@ -425,19 +444,20 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> 
     """The same subsequence segmented as a worker's first job, after another video, and again gives bit-identical
     part files: nothing a worker did before (Ultralytics resetting torch's thread count on its first prediction was
     one such thing) changes the masks or scores."""
-    from sam2flow import pipeline
+    from sam2flow.control.runtime import detector_on, pool_for, segmenter_on
     from sam2flow.models.detector import StoredFrameDetector
-    from sam2flow.runtime import detector_on, pool_for, segmenter_on
-    from sam2flow.segment import SegmentSettings, segment_subsequence
+    from sam2flow.stages.extract import extract
+    from sam2flow.stages.prepare import prepare
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 
     cfg = small_config("chunking.length=24", "detector.detect_every=8")
     clips = {
         "a": write_clip(tmp_path / "a.mp4", 24, squares=SQUARES),
         "b": write_clip(tmp_path / "b.mp4", 24, squares=(Square((20, 20, 240), y=100, x0=200, speed=-4.0, size=60),)),
     }
-    jobs = {k: pipeline.prepare(str(v), str(tmp_path / "out"), cfg) for k, v in clips.items()}
+    jobs = {k: prepare(str(v), str(tmp_path / "out"), cfg) for k, v in clips.items()}
     for job in jobs.values():
-        pipeline.extract(job, 0, cfg, stream=False)
+        extract(job, 0, cfg, stream=False)
 
     def segment(key: str, n: int) -> pq.Table:
         job, uri = jobs[key], str(tmp_path / f"{key}-{n}.parquet")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.core import rle
-from sam2flow.evaluate import EvaluationError, evaluate
+from sam2flow.readers.evaluate import EvaluationError, evaluate
 from tests.replay import STRESS, run_scene, write_davis, write_mot
 from tests.replay import STRESS_FRAMES as FRAMES
 

@@ -55,7 +55,7 @@ def test_people_in_zone_example(prefect_harness: None, tmp_path: Path) -> None:
     assert set(events.column("zone").to_pylist()) <= {"bed"}
 
     # Zone settings only decide events: re-stitching recomputes them from the masks without any model.
-    from sam2flow.restitch import restitch
+    from sam2flow.stages.stitch.restitch import restitch
 
     restitch(str(run_dir), ["zones.anchor=center", "zones.hysteresis=1"])
     again = json.loads((run_dir / "manifest.json").read_text())

@@ -73,7 +73,7 @@ def test_reader_streams_every_frame_with_its_masks(run_dir: Path) -> None:
 
 
 def test_reader_refuses_an_unfinished_run(run_dir: Path, tmp_path: Path) -> None:
-    from sam2flow.reader import RunReadError, read_run
+    from sam2flow.readers.run import RunReadError, read_run
 
     (tmp_path / "manifest.json").write_text((run_dir / "manifest.json").read_text())
     with pytest.raises(RunReadError, match="no _SUCCESS"):

@@ -51,8 +51,8 @@ def test_finetune_config_needs_prompts_and_detector() -> None:
 
 
 def test_base_model_falls_back_to_the_yaml_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sam2flow.finetune import base_model
     from sam2flow.io.checkpoints import CheckpointError
+    from sam2flow.stages.finetune import base_model
 
     assert base_model("yolo11n.yaml") == ("yolo11n.yaml", False)
     # the cache is empty and there is no network: the pretrained name falls back to its architecture
@@ -78,11 +78,11 @@ def test_training_on_replayed_labels_finds_the_object_on_later_frames(
 ) -> None:
     """Labels for the first 120 frames come from the replay segmenter (exact masks); a YOLO11n trained from scratch
     on CPU must find the object on held-out later frames it never saw, at new positions."""
-    from sam2flow.finetune import build_dataset, class_names, train_detector
     from sam2flow.io.video import extract_subsequence, probe
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.weights import resolve
-    from sam2flow.segment import SegmentSettings, segment_subsequence
+    from sam2flow.stages.finetune import build_dataset, class_names, train_detector
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 
     clip = write_clip(tmp_path / "clip.mp4", FRAMES, W, H, squares=(TARGET, OTHER))
     info = probe(str(clip))

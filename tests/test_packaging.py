@@ -73,32 +73,53 @@ def test_import_sam2flow_needs_neither_prefect_nor_torch() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_library_does_not_import_prefect() -> None:
-    """No module of the library (sam2flow/, the CLI included) imports Prefect or a top-level flows/tasks package,
-    and importing every one of them loads no Prefect: the CLI starts flows only inside its commands, through the one
-    module sam2flow.flows.launch."""
-    offenders = []
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a file imports (at any depth, functions included), with its line."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out += [(node.lineno, node.module), *((node.lineno, f"{node.module}.{a.name}") for a in node.names)]
+    return out
+
+
+DOORS = {
+    ("sam2flow/cli.py", "sam2flow.flows.launch"),  # how the command line starts flows
+    ("sam2flow/cli.py", "sam2flow.flows.remote"),  # the deployment name the studio's --deployment defaults to
+    ("sam2flow/studio/runs.py", "sam2flow.flows.remote"),  # Run through a served deployment
+    ("sam2flow/studio/app.py", "sam2flow.flows.remote"),
+}
+"""The only places where the library reaches Prefect: the CLI's launcher and the one client module."""
+
+
+def test_library_reaches_prefect_only_through_its_two_doors() -> None:
+    """No module of the library imports Prefect or a top-level flows/tasks package; it reaches sam2flow.flows only
+    through `sam2flow.flows.launch` (from the CLI) and the client `sam2flow.flows.remote`, and neither flows/ nor
+    tasks/ import the studio or the CLI (no ties back). Importing every library module, and the client, loads no
+    Prefect."""
+    offenders, doors = [], set()
     for path in (ROOT / "sam2flow").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in CODE[1:]]
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] == "prefect"]
+        rel = path.relative_to(ROOT).as_posix()
+        for line, name in _imports(path):
+            top = name.split(".")[0]
+            if top in ("prefect", *CODE[1:]):
+                offenders.append(f"{rel}:{line}: {name}")
+            if name.startswith(("sam2flow.flows.", "sam2flow.tasks")) and name.count(".") == 2:
+                doors.add((rel, name))
     assert offenders == []
+    assert doors == DOORS
+    for top in CODE[1:]:
+        for path in (ROOT / top).rglob("*.py"):
+            ties = [n for _, n in _imports(path) if n.startswith(("sam2flow.studio", "sam2flow.cli"))]
+            assert ties == [], f"{top}/{path.name} imports {ties}"
     modules = [m.name for m in pkgutil.walk_packages([str(ROOT / "sam2flow")], "sam2flow.")]
     code = (
-        f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; sys.exit('prefect' in sys.modules)"
+        f"import sys, importlib; [importlib.import_module(m) for m in {[*modules, 'sam2flow.flows.remote']!r}];"
+        "sys.exit('prefect' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, "importing the library loaded Prefect: " + proc.stderr[-2000:]
-    launches = [
-        n for n in ast.walk(ast.parse((ROOT / "sam2flow" / "cli.py").read_text())) if isinstance(n, ast.ImportFrom)
-    ]
-    assert {n.module for n in launches if (n.module or "").startswith("sam2flow.flows")} == {"sam2flow.flows"}
-    assert {a.name for n in launches if n.module == "sam2flow.flows" for a in n.names} == {"launch"}
 
 
 def _functions(top: str) -> list[tuple[str, int]]:

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.config import ConfigError, load_config
-from sam2flow.evaluate import evaluate
-from sam2flow.references import ReferenceError, load_references, make_references, parse_tracks
+from sam2flow.readers.evaluate import evaluate
+from sam2flow.readers.references import ReferenceError, load_references, make_references, parse_tracks
 from tests.replay import STRESS, STRESS_FRAMES, finished_run, run_scene, write_davis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_a_library_names_each_track_and_verifies_its_files(library: tuple[Path, 
         parse_tracks("1:mouse a")
     with pytest.raises(ConfigError, match=r"chunking\.mode: parallel"):
         load_config(None, [f"references.path={lib}", "chunking.mode=carry"])
-    from sam2flow.preflight import check_references
+    from sam2flow.control.preflight import check_references
 
     assert check_references(load_config(None, [f"references.path={lib}", "segmenter.max_cond_frames=3"]))
     with pytest.raises(ConfigError, match=r"holds 2 frames; segmenter\.max_cond_frames \(2\) must be larger"):

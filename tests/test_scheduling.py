@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from sam2flow.config import ConfigError, load_config
+from sam2flow.control.runtime import DeviceError, WorkerPool, available_devices
+from sam2flow.control.scheduling import Backlog, admitted, report_demand
 from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt
 from sam2flow.io.frames import read_layout
-from sam2flow.runtime import DeviceError, WorkerPool, available_devices
-from sam2flow.scheduling import Backlog, admitted, report_demand
 from tests.synth import Square, write_clip
 
 SECONDS_PER_FRAME = 0.5
@@ -150,7 +150,7 @@ def test_archive_keeps_every_worker_busy(
     runs' own times); each worker loads its model once for all videos; no worker ever holds two subsequences."""
     import torch
 
-    from sam2flow import runtime
+    from sam2flow.control import runtime
     from sam2flow.flows.process_archive import process_archive
     from sam2flow.models import segmenter
 

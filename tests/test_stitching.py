@@ -24,7 +24,7 @@ from sam2flow.core.stitching import (
     match_boundary,
 )
 from sam2flow.core.types import LocalObjId
-from sam2flow.segment import SegmentSettings, segment_subsequence
+from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 from tests.replay import ReplaySegmenter, Scene, run_scene, thin_scene, track_purity
 from tests.synth import Square
 

@@ -162,13 +162,14 @@ def test_run_refuses_an_unreachable_prefect_server(tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from sam2flow.errors import InputError
+    from sam2flow.flows.remote import DEPLOYMENT
     from sam2flow.studio import runs
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/api"
     with temporary_settings({PREFECT_API_URL: dead}), pytest.raises(InputError, match="does not answer"):
-        runs.start("v.mp4", "c.yaml", "out", load_config(SMOKE), tmp_path / "run.log", runs.DEPLOYMENT)
+        runs.start("v.mp4", "c.yaml", "out", load_config(SMOKE), tmp_path / "run.log", DEPLOYMENT)
     assert not (tmp_path / "run.log").exists()
 
 
@@ -274,7 +275,7 @@ def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> N
 
 def test_review_page_makes_a_reference_library(browser_page, finished: Path, root: Path) -> None:  # type: ignore[no-untyped-def]
     """Name two tracks and take a frame on the review page: the library holds them, with ids in naming order."""
-    from sam2flow.references import load_references
+    from sam2flow.readers.references import load_references
 
     url, page = browser_page
     page.goto(f"{url}/review?run={finished}")

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.config import ConfigError, load_config
-from sam2flow.sweep import GridAxis, SweepRow, best, expand, parse_grid, table_rows
+from sam2flow.sources.sweep import GridAxis, SweepRow, best, expand, parse_grid, table_rows
 from tests.replay import NoisyReplaySession, Scene, write_davis
 from tests.synth import Square, read_index, write_clip
 
@@ -128,7 +128,7 @@ def test_sweep_finds_the_known_best_setting(
     part file."""
     import torch
 
-    from sam2flow import runtime
+    from sam2flow.control import runtime
     from sam2flow.flows.process_sweep import process_sweep
     from sam2flow.models import detector, segmenter
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.config import load_config
-from sam2flow.watch import SourceError, _listed, check_source, stream_id
+from sam2flow.sources.watch import SourceError, _listed, check_source, stream_id
 from tests.synth import write_clip
 from tests.test_sweep import HEIGHT, SCENE, WIDTH, SceneDetector, SceneSegmenter
 
@@ -70,7 +70,7 @@ def test_a_live_stream_is_processed_segment_by_segment_keeping_identities(
     scene's masks, so the identities can be checked exactly)."""
     import torch
 
-    from sam2flow import runtime
+    from sam2flow.control import runtime
     from sam2flow.flows.process_stream import process_stream
     from sam2flow.models import detector, segmenter
 
@@ -152,7 +152,7 @@ def test_a_watched_folder_hands_over_finished_files_in_order(tmp_path: Path) -> 
     """Files are handed over once they stop growing, in name order, each once; the watch ends after --idle-exit."""
     import threading
 
-    from sam2flow.watch import Segment, watch_folder
+    from sam2flow.sources.watch import Segment, watch_folder
 
     (tmp_path / "b.mp4").write_bytes(b"x" * 10)
     (tmp_path / "a.mp4").write_bytes(b"x" * 10)

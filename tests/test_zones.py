@@ -79,7 +79,7 @@ ZONE = "zones.regions=[{name: door, polygon: [[100, 0], [140, 0], [140, 120], [1
 def test_events_parquet_from_stitched_masks(tmp_path: Path) -> None:
     """The red square's bottom-centre (x0 + 10 + 2t) is inside [100, 140] from t = 25 to t = 45, so it enters at
     frame 25 and exits at 46; the green one starts outside and never enters; track ids follow the stitched masks."""
-    from sam2flow.events import write_events
+    from sam2flow.stages.stitch.events import write_events
 
     masks = run_scene(ZONE_SCENE, tmp_path, frames=64, length=32, overlap=16, every=16)
     cfg = load_config(None, [ZONE, "zones.hysteresis=2"])

@@ -1,6 +1,6 @@
 """`sam2flow export`: a finished run's tracks in the formats other tools read.
 
-Every format streams the run frame by frame (`sam2flow.reader.Run.frames`), so memory does not grow with the
+Every format streams the run frame by frame (`sam2flow.readers.run.Run.frames`), so memory does not grow with the
 video. An export is built in a temporary folder and appears under its final name only when complete, with
 ``export.json`` (what was exported, counts, seconds) written last.
 """
@@ -17,7 +17,7 @@ from sam2flow.errors import InputError
 from sam2flow.export.shapes import selected_tracks
 from sam2flow.io import storage
 from sam2flow.io.staging import StagedFolder, check_replaceable
-from sam2flow.reader import Run, read_run
+from sam2flow.readers.run import Run, read_run
 
 EXPORT_RECORD = "export.json"
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pycocotools import mask as mask_utils
 
 from sam2flow.export.shapes import categories
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 if TYPE_CHECKING:
     from sam2flow.export import Selection

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from sam2flow.export.shapes import categories, polygon
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 if TYPE_CHECKING:
     from sam2flow.export import Selection
@@ -68,7 +68,7 @@ def _meta(run: Run, names: list[str]) -> str:
     labels = "".join(
         f"        <label><name>{escape(n)}</name><type>polygon</type><attributes></attributes></label>\n" for n in names
     )
-    source = escape(Path(str(run.manifest.get("input", run.video_id))).name)
+    source = escape(Path(run.manifest.input).name)
     return (
         "  <meta>\n    <task>\n"
         f"      <name>{escape(run.video_id)}</name>\n      <size>{run.num_frames}</size>\n"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sam2flow.export.shapes import selected_tracks
 from sam2flow.io.render import track_colour
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 if TYPE_CHECKING:
     from sam2flow.export import Selection

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sam2flow.export.shapes import categories
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 if TYPE_CHECKING:
     from sam2flow.export import Selection

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from sam2flow.core.rle import bbox as rle_box
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 
 def polygon(mask: np.ndarray) -> np.ndarray:

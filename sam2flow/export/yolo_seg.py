@@ -11,7 +11,7 @@ import yaml
 
 from sam2flow.export.shapes import categories, polygon
 from sam2flow.io.video import iter_frames
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 
 if TYPE_CHECKING:
     from sam2flow.export import Selection
@@ -31,7 +31,7 @@ def source_video(run: Run) -> str:
     if video is not None:
         return video
     raise ExportError(
-        f"this format needs the frames of {run.manifest.get('input')}, which cannot be read here: "
+        f"this format needs the frames of {run.manifest.input}, which cannot be read here: "
         "put the video back at that path, or choose a format without images (coco, mot, davis, cvat)"
     )
 

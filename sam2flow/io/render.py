@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sam2flow import stopping
 from sam2flow.config import RenderConfig
+from sam2flow.control import stopping
 from sam2flow.core import rle
 from sam2flow.core.types import TrackMaskRow
 from sam2flow.io.parquet import TRACK_ROW_COLUMNS, read_table, track_rows_from_table

@@ -21,7 +21,7 @@ from sam2flow.io.render import masks_rows, track_colour
 from sam2flow.io.staging import StagedFolder
 from sam2flow.io.video import iter_frames
 from sam2flow.job import REPORT_PAGE
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 from sam2flow.report import charts, page, stats
 
 REPORT_DIR, PAGE = REPORT_PAGE.split("/")
@@ -105,19 +105,15 @@ def _key_figures(run: Run, t: _Tables, cfg: PipelineConfig) -> list[tuple[str, s
     m = run.manifest
     duration = float(run.times[-1]) if run.num_frames else 0.0
     rows = [
-        ("input", str(m.get("input", ""))),
+        ("input", m.input),
         ("video id", run.video_id),
         ("frames", f"{run.num_frames} ({duration:.2f} s, {run.width}×{run.height}, {run.fps:.3g} fps nominal)"),
         ("tracks", str(len(t.tracks))),
         ("mask rows", str(len(t.frames))),
         ("zone events", str(len(t.events)) if cfg.zones.regions else "no zones"),
-        ("wall time", f"{float(m.get('wall_seconds') or 0):.1f} s"),
+        ("wall time", f"{m.wall_seconds:.1f} s"),
     ]
-    for stage, rec in (m.get("stages") or {}).items():
-        if isinstance(rec, dict):
-            secs = next((rec[k] for k in ("wall_seconds", "seconds", "task_seconds") if k in rec), None)
-            if secs is not None:
-                rows.append((f"{stage} stage", f"{float(secs):.1f} s"))
+    rows += [(f"{stage} stage", f"{secs:.1f} s") for stage, secs in m.stages.seconds().items()]
     return rows
 
 
@@ -188,13 +184,13 @@ def build_report(run_dir: str, complete: bool = True) -> ReportResult:
     """
     t0 = time.perf_counter()
     run = Run(run_dir, complete=complete)
-    cfg = PipelineConfig.model_validate(run.manifest["config"])
+    cfg = run.manifest.config
     t = _tables(run)
     target = run.file(REPORT_DIR)
     with StagedFolder(target, last=PAGE) as folder:
         images, dwell = _draw(run, t, cfg, folder)
         warning = ("This run used RANDOMLY INITIALISED model weights: the masks and tracks are meaningless (a test "
-                   "or smoke run).") if run.manifest.get("random_weights") else None  # fmt: skip
+                   "or smoke run).") if run.manifest.random_weights else None  # fmt: skip
         title = f"sam2flow report: {run.video_id}"
         (folder / PAGE).write_text(page.page(title, warning, _sections(run, t, cfg, images, dwell)))
         result = ReportResult(
@@ -220,9 +216,9 @@ def report_markdown(run_dir: str, sheet_width: int = 640) -> str:
     folder = run.file(REPORT_DIR)
     summary = json.loads(storage.read_bytes(storage.join(folder, "summary.json")))
     lines = [f"# sam2flow: {run.video_id}", ""]
-    if run.manifest.get("random_weights"):
+    if run.manifest.random_weights:
         lines += ["> **Random weights**: the masks are meaningless (a test or smoke run).", ""]
-    lines += [f"{summary['tracks']} track(s) on {summary['frames']} frame(s) of `{run.manifest.get('input')}`.", ""]
+    lines += [f"{summary['tracks']} track(s) on {summary['frames']} frame(s) of `{run.manifest.input}`.", ""]
     for name, alt in (("timeline.png", "track timeline"), ("contact_sheet.jpg", "contact sheet")):
         uri = storage.join(folder, name)
         if name in summary["images"]:

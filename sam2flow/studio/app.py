@@ -17,12 +17,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sam2flow import corrections
 from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
 from sam2flow.errors import InputError, describe, is_permanent
+from sam2flow.flows import remote
 from sam2flow.io.lock import FolderBusyError
-from sam2flow.studio import bodies, runs, views
+from sam2flow.stages.stitch import corrections
+from sam2flow.studio import bodies, views
 from sam2flow.studio.guard import Guard, install_guard
 from sam2flow.studio.preview import PreviewObject
 from sam2flow.studio.roots import PathRefused, Roots
@@ -52,7 +53,7 @@ def validation_detail(exc: RequestValidationError) -> str:
 
 
 def create_app(roots: list[str], base: PipelineConfig, guard: Guard, base_data: dict[str, Any] | None = None,
-               device: str | list[str] = "cpu", deployment: str | None = runs.DEPLOYMENT) -> FastAPI:  # fmt: skip
+               device: str | list[str] = "cpu", deployment: str | None = remote.DEPLOYMENT) -> FastAPI:  # fmt: skip
     """The studio for these roots, answering only requests ``guard`` lets through; ``base`` (and its YAML data) is the
     config that Save starts from.
 
@@ -181,7 +182,7 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
 
     @app.post("/api/apply")
     def apply(body: bodies.RunPath) -> dict[str, Any]:
-        from sam2flow.restitch import restitch
+        from sam2flow.stages.stitch.restitch import restitch
 
         run = studio.run(body.path)
         return asdict(restitch(run.path))

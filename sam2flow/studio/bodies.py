@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sam2flow.config import ManualPrompt, Zone
-from sam2flow.corrections import Corrections
+from sam2flow.stages.stitch.corrections import Corrections
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 Path = Annotated[str, Field(min_length=1, max_length=4096)]

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from sam2flow.config import PipelineConfig
+from sam2flow.control.runtime import available_devices
 from sam2flow.core.types import LocalObjId, ObjectPrompt
-from sam2flow.runtime import available_devices
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Runs started from the studio's Run button: through the served ``process_video`` deployment when a Prefect server
-is configured and serves it (`sam2flow.flows.remote`), otherwise as a local ``sam2flow run`` in a process of its own.
+is configured and serves it (through `sam2flow.flows.remote`, the library's one Prefect client), otherwise as a
+local ``sam2flow run`` in a process of its own.
 
 Each run answers `status()` with one shape: ``status`` (running/done/failed), ``via`` (deployment/local), ``note``,
 ``flow_run_url`` (a link to the Prefect UI, once known), ``progress`` and ``log_tail``.
@@ -15,9 +16,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from sam2flow.config import PipelineConfig
-
-DEPLOYMENT = "process_video/sam2flow-video"
-"""The deployment `sam2flow serve` (and infra/prefect.yaml) registers for one video."""
+from sam2flow.flows import remote
 
 LOG_LINES = 15
 
@@ -56,14 +55,10 @@ class DeploymentRun:
     via = "deployment"
 
     def __init__(self, api: str, deployment_id: UUID, parameters: dict[str, Any]) -> None:
-        from sam2flow.flows import remote
-
         self.api = api
         self.flow_run_id = remote.create_run(api, deployment_id, parameters, tags=["studio"])
 
     def status(self) -> dict[str, Any]:
-        from sam2flow.flows import remote
-
         s = remote.read_run(self.api, self.flow_run_id, LOG_LINES)
         return {
             "status": "running" if not s.final else ("done" if s.completed else "failed"),
@@ -85,8 +80,6 @@ def start(video: str, config_file: str, out: str, config: PipelineConfig, log: P
     """
     if deployment is None:
         return LocalRun(video, config_file, out, log, None)
-    from sam2flow.flows import remote
-
     api = remote.configured_api()
     if api is None:
         return LocalRun(video, config_file, out, log, None)

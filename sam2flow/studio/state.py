@@ -19,7 +19,7 @@ from sam2flow.errors import InputError
 from sam2flow.io import storage
 from sam2flow.io.scratch import own_folder
 from sam2flow.io.video import VideoProbe, probe
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 from sam2flow.studio import runs
 from sam2flow.studio.preview import Previewer
 from sam2flow.studio.roots import Roots
@@ -54,7 +54,8 @@ class Studio:
         self._starting = threading.Lock()
 
     def close(self) -> None:
-        """Remove the scratch folder (runs started here are stopped by the command's reaper, `sam2flow.reaper`)."""
+        """Remove the scratch folder (runs started here are stopped by the command's reaper,
+        `sam2flow.control.reaper`)."""
         self.previewer.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -100,7 +101,7 @@ class Studio:
     def make_references(self, path: str, frames: list[int], tracks: list[tuple[int, str]], dest: str) -> dict[str, Any]:
         """A reference library from a finished run under the roots, written under the roots; ``tracks`` is a list of
         [track id, name] pairs, in the order that gives the identities their ids."""
-        from sam2flow.references import load_references, make_references, parse_tracks
+        from sam2flow.readers.references import load_references, make_references, parse_tracks
 
         run, target = self.run(path), self.roots.check(dest)
         named = parse_tracks(",".join(f"{track}:{name}" for track, name in tracks))

@@ -10,14 +10,13 @@ import cv2
 import numpy as np
 from fastapi.responses import Response
 
-from sam2flow import corrections
-from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
 from sam2flow.errors import InputError
 from sam2flow.io.render import draw, masks_rows, track_colour
 from sam2flow.io.video import VideoProbe, iter_frames
-from sam2flow.reader import Run
+from sam2flow.readers.run import Run
 from sam2flow.report.stats import spans
+from sam2flow.stages.stitch import corrections
 
 
 def jpeg(image: np.ndarray) -> Response:
@@ -74,10 +73,10 @@ def run_info(run: Run) -> dict[str, Any]:
 def run_frame(run: Run, frame: int) -> np.ndarray:
     video = run.local_video()
     if video is None:
-        raise InputError(f"the source video of {run.path} ({run.manifest.get('input')}) cannot be read here")
+        raise InputError(f"the source video of {run.path} ({run.manifest.input}) cannot be read here")
     rows = masks_rows(run.file("masks.parquet"), range(frame, frame + 1))
     image = frame_image(video, run.info, frame)
-    cfg = PipelineConfig.model_validate(run.manifest["config"]).render
+    cfg = run.manifest.config.render
     return draw(image, rows, cfg) if rows else image
 
 

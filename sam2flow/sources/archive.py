@@ -12,7 +12,7 @@ from typing import Literal
 from sam2flow.config import PipelineConfig
 from sam2flow.io import access, storage
 from sam2flow.job import REPORT_PAGE, SUCCESS, make_video_id
-from sam2flow.manifest import read_manifest
+from sam2flow.manifest import ManifestError, read_manifest
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -57,11 +57,13 @@ def list_videos(source: str, pattern: str) -> list[str]:
 def finished_run(video: str, out: str, cfg: PipelineConfig) -> str | None:
     """The output folder of an earlier complete run of this video (same content) with exactly this config."""
     run_dir = storage.join(out, make_video_id(video, storage.content_digest(video)))
-    if not (storage.exists(storage.join(run_dir, SUCCESS)) and storage.exists(storage.join(run_dir, "manifest.json"))):
+    if not storage.exists(storage.join(run_dir, SUCCESS)):
         return None
-    if read_manifest(run_dir).get("config") != cfg.model_dump(mode="json"):
+    try:
+        done_with = read_manifest(run_dir).config
+    except ManifestError:  # none, or one this version cannot read: run it again
         return None
-    return run_dir
+    return run_dir if done_with.model_dump(mode="json") == cfg.model_dump(mode="json") else None
 
 
 def process_one(
@@ -84,8 +86,8 @@ def process_one(
 def _report(video: str, status: Status, run_dir: str, seconds: float = 0.0, reason: str = "") -> VideoReport:
     """The report of a finished run, with its track and frame counts from its manifest."""
     m = read_manifest(run_dir)
-    tracks, frames = m.get("stages", {}).get("stitch", {}).get("tracks"), m.get("frames_processed")
-    return VideoReport(video, status, run_dir, tracks, frames, seconds, reason)
+    tracks = m.stages.stitch.tracks if m.stages.stitch else None
+    return VideoReport(video, status, run_dir, tracks, m.frames_processed, seconds, reason)
 
 
 def summary_markdown(report: VideoReport) -> str:

@@ -25,9 +25,8 @@ from sam2flow.core import rle
 from sam2flow.errors import InputError
 from sam2flow.io import storage
 from sam2flow.io.parquet import read_table, read_times
-from sam2flow.io.video import VideoProbe
 from sam2flow.job import EVENTS, SUCCESS
-from sam2flow.manifest import read_manifest
+from sam2flow.manifest import ManifestError, read_manifest
 
 TableKind = Literal["arrow", "polars", "pandas"]
 MASK_COLUMNS = ["frame", "track_id", "class_id", "class_name", "score", "bbox", "height", "width", "rle"]
@@ -110,21 +109,21 @@ class Run:
     def __init__(self, path: str, complete: bool = True) -> None:
         self.path = path.rstrip("/")
         try:
-            self.manifest: dict[str, Any] = read_manifest(self.path)
-        except FileNotFoundError as exc:
+            self.manifest = read_manifest(self.path)
+        except ManifestError as exc:
             raise RunReadError(str(exc)) from exc
         if complete and not storage.exists(self.file(SUCCESS)):
             raise RunReadError(
                 f"{self.path} has no {SUCCESS}: the run is unfinished or failed; run `sam2flow run` again to finish it"
             )
-        self.info = VideoProbe(**self.manifest["probe"])
-        self.video_id: str = self.manifest["video_id"]
-        self.num_frames = int(self.manifest["frames_processed"])
+        self.info = self.manifest.probe
+        self.video_id = self.manifest.video_id
+        self.num_frames = self.manifest.frames_processed
         self.height, self.width, self.fps = self.info.height, self.info.width, self.info.fps_float
 
     def local_video(self) -> str | None:
         """The run's input video as a readable local file (its local copy or the input itself), or None."""
-        for candidate in (self.manifest.get("local_input"), self.manifest.get("input")):
+        for candidate in (self.manifest.local_input, self.manifest.input):
             if candidate and not storage.is_remote(candidate) and Path(candidate).is_file():
                 return str(candidate)
         return None

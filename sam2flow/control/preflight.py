@@ -1,7 +1,7 @@
 """Checks made before any work starts: every input a run names is usable, or one error says which and what to do.
 
 The command line runs them before it starts a flow (so bad input costs seconds, not a Prefect server start and
-half a run), and `pipeline.prepare` runs the ones about the video and the folders again for runs started from a
+half a run), and `sam2flow.stages.prepare` runs the ones about the video and the folders again for runs started from a
 deployment. Each failure is a `sam2flow.errors.InputError` naming the input.
 """
 
@@ -20,7 +20,7 @@ from sam2flow.io.checkpoints import CheckpointError, ResolvedCheckpoint
 from sam2flow.io.frames import frame_limit, stored_bytes
 from sam2flow.io.storage import StorageError
 from sam2flow.io.video import VideoError, VideoProbe, probe
-from sam2flow.references import ReferenceSet
+from sam2flow.readers.references import ReferenceSet
 
 MIB = 1 << 20
 
@@ -173,7 +173,7 @@ def check_models(cfg: PipelineConfig) -> Models:
         if cfg.detector.classes:
             resolve_classes(cfg.detector.classes, names)
     if cfg.finetune.enabled:
-        from sam2flow.finetune import base_model
+        from sam2flow.stages.finetune import base_model
 
         base_model(cfg.finetune.base_model)  # a missing file fails now; an unreachable pretrained name falls back
     return Models(sam2, yolo)
@@ -185,7 +185,7 @@ def check_run(video: str, out: str, cfg: PipelineConfig) -> VideoProbe | None:
     Returns:
         The video's probe (None for a remote video, probed once fetched).
     """
-    from sam2flow.runtime import available_devices
+    from sam2flow.control.runtime import available_devices
 
     access.check(video, access.INPUT_ROOTS_ENV, "input video")
     access.check(out, access.OUTPUT_ROOTS_ENV, "output folder")
@@ -202,7 +202,7 @@ def check_run(video: str, out: str, cfg: PipelineConfig) -> VideoProbe | None:
 def check_references(cfg: PipelineConfig) -> ReferenceSet | None:
     """The reference library of ``references.path`` (None when unset), read and verified: inside the input roots,
     every file present and matching its sha256."""
-    from sam2flow.references import load_references
+    from sam2flow.readers.references import load_references
 
     if cfg.references.path is None:
         return None
@@ -225,7 +225,7 @@ def check_references(cfg: PipelineConfig) -> ReferenceSet | None:
 def check_archive(out: str, cfg: PipelineConfig) -> Models:
     """What an archive run shares across its videos: the device, its folders and the checkpoints (each video is
     checked when its turn comes, and a bad one fails alone)."""
-    from sam2flow.runtime import available_devices
+    from sam2flow.control.runtime import available_devices
 
     access.check(out, access.OUTPUT_ROOTS_ENV, "output folder")
     available_devices(cfg.runtime.device)

@@ -31,7 +31,7 @@ def guard() -> str | None:
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the watchdog must not find itself
     os.environ[TOKEN_ENV] = token
     subprocess.Popen(
-        [sys.executable, "-m", "sam2flow.reaper", str(os.getpid()), token],
+        [sys.executable, "-m", "sam2flow.control.reaper", str(os.getpid()), token],
         env=env,
         start_new_session=True,  # a signal sent to the command's process group does not stop the watchdog
         stdin=subprocess.DEVNULL,
@@ -93,7 +93,7 @@ def reap(token: str, grace: float = GRACE_SECONDS) -> int:
 
 
 def main(argv: list[str]) -> None:
-    """The watchdog: ``python -m sam2flow.reaper PID TOKEN``."""
+    """The watchdog: ``python -m sam2flow.control.reaper PID TOKEN``."""
     pid, token = int(argv[0]), argv[1]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for the command, not for this
     _wait_for_exit(pid)

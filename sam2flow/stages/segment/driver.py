@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from sam2flow import stopping
 from sam2flow.config import DetectorConfig, ManualPrompt, PipelineConfig
+from sam2flow.control import stopping
 from sam2flow.core import rle
 from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import (
@@ -38,7 +38,7 @@ from sam2flow.io.parquet import (
     read_table,
     rows_from_table,
 )
-from sam2flow.references import ReferenceSet, load_references
+from sam2flow.readers.references import ReferenceSet, load_references
 from sam2flow.results import SegmentStats
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sam2flow import stopping
 from sam2flow.config import FinetuneConfig, PipelineConfig
+from sam2flow.control import stopping
+from sam2flow.control.runtime import WorkerSlot, pool_for, segmenter_on
 from sam2flow.core.dataset import time_block_split, yolo_label_line
 from sam2flow.core.types import Subsequence
 from sam2flow.errors import InputError
@@ -33,7 +34,6 @@ from sam2flow.job import VideoJob
 from sam2flow.models import weights
 from sam2flow.models.detector import torch_threads_kept
 from sam2flow.results import FinetuneRecord, LabelResult, SegmentStats, from_json, to_json
-from sam2flow.runtime import WorkerSlot, pool_for, segmenter_on
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def label(job: VideoJob, cfg: PipelineConfig) -> LabelResult:
 
     A complete labels file from an earlier attempt is reused (only the JPEGs are extracted again).
     """
-    from sam2flow.segment import SegmentSettings, segment_subsequence
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 
     t0 = time.perf_counter()
     sub = labelled_range(job, cfg)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +15,7 @@ from sam2flow.core.stitching import FrameObjects, MatchRule, match_boundary
 from sam2flow.core.types import LocalObjId
 from sam2flow.io import storage
 from sam2flow.io.parquet import read_table
+from sam2flow.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,8 @@ class StreamTracks:
         if run_dir is None:
             self._last = None
             return {}
-        import json
-
-        manifest = json.loads(Path(run_dir, "manifest.json").read_text())
-        frames, video_id = int(manifest["frames_processed"]), str(manifest["video_id"])
+        manifest = read_manifest(run_dir)
+        frames, video_id = manifest.frames_processed, manifest.video_id
         tracks = read_table(storage.join(run_dir, "tracks.parquet")).to_pylist()
         links = link_segments(self._last[0], self._last[1], run_dir, self.rule) if self._last else {}
         before = self._last[2] if self._last else {}

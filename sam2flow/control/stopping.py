@@ -4,7 +4,7 @@ The command runs its flow on a thread of its own (`supervise`) and keeps the mai
 SIGINT or SIGTERM sets a process-wide stop request; every stage checks it (`check`) between frames and between
 subsequences and raises `RunStopped`, so running tasks end within a frame or so, pending ones end at once, half-written
 files are removed by their writers, and no ``_SUCCESS`` is written. A second signal ends the process at once (the
-`sam2flow.reaper` watchdog then stops its children).
+`sam2flow.control.reaper` watchdog then stops its children).
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from sam2flow.core.stitching import (
     match_boundary,
 )
 from sam2flow.core.types import LocalObjId, Subsequence, TrackId
-from sam2flow.corrections import Corrections, TrackEdits
 from sam2flow.io.parquet import (
     IDENTITIES,
     MASKS_SCHEMA,
@@ -44,6 +43,7 @@ from sam2flow.io.parquet import (
     table_from_columns,
 )
 from sam2flow.results import StitchResult
+from sam2flow.stages.stitch.corrections import Corrections, TrackEdits
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sam2flow.core import rle
 from sam2flow.errors import InputError
 
 if TYPE_CHECKING:
-    from sam2flow.reader import Run
+    from sam2flow.readers.run import Run
 
 LIBRARY = "references.json"
 FORMAT = "sam2flow-references/1"
@@ -205,7 +205,7 @@ def make_references(run_dir: str, frames: Sequence[int], tracks: dict[int, str],
         ReferenceError: When a frame is outside the run, a track has no mask on any listed frame, too many frames or
             identities are asked for, ``dest`` exists, or the run's video cannot be read.
     """
-    from sam2flow.reader import read_run
+    from sam2flow.readers.run import read_run
 
     run = read_run(run_dir)
     target = Path(dest)

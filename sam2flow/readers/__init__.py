@@ -1,0 +1,2 @@
+"""Finished runs read back: `run` (``read_run``, the Python reader), `evaluate` (scores against ground truth) and
+`references` (reference libraries made from a run's tracks)."""
