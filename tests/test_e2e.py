@@ -440,11 +440,12 @@ def test_identical_videos_in_one_archive_do_not_race(prefect_harness: None, tmp_
 
 
 @pytest.mark.slow
-def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> None:
+def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The same subsequence segmented as a worker's first job, after another video, and again gives bit-identical
     part files: nothing a worker did before (Ultralytics resetting torch's thread count on its first prediction was
     one such thing) changes the masks or scores."""
     from sam2flow.control.runtime import detector_on, pool_for, segmenter_on
+    from sam2flow.control.workspace import discard_work
     from sam2flow.models.detector import StoredFrameDetector
     from sam2flow.stages.extract import extract
     from sam2flow.stages.prepare import prepare
@@ -456,6 +457,7 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path) -> 
         "b": write_clip(tmp_path / "b.mp4", 24, squares=(Square((20, 20, 240), y=100, x0=200, speed=-4.0, size=60),)),
     }
     jobs = {k: prepare(str(v), str(tmp_path / "out"), cfg) for k, v in clips.items()}
+    request.addfinalizer(lambda: [discard_work(job) for job in jobs.values()])
     for job in jobs.values():
         extract(job, 0, cfg, stream=False)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 from sam2flow.io import lock, storage
+from sam2flow.io.scratch import remove_folder
 from sam2flow.job import VideoJob
 from sam2flow.stages.extract import close_decoder
 
@@ -30,4 +31,4 @@ def claim(job: VideoJob, wait: bool = False) -> Iterator[None]:
 def discard_work(job: VideoJob) -> None:
     """Remove a run's work folder (extracted frames, render pieces): after it fails or is stopped."""
     close_decoder(job)
-    shutil.rmtree(job.work_dir, ignore_errors=True)
+    remove_folder(Path(job.work_dir))

@@ -3,6 +3,7 @@ left behind (killed, out of memory) is removed before a new one is named, so not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -30,3 +31,10 @@ def own_folder(parent: Path, prefix: str = "") -> Path:
         if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return parent / f"{prefix}{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_folder(path: Path) -> None:
+    """Remove a folder named by `own_folder`, and its parent when nothing else is left in it."""
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another run of the same video is working there
+        path.parent.rmdir()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 
 from sam2flow import manifest
 from sam2flow.config import PipelineConfig
 from sam2flow.control import stopping
+from sam2flow.io.scratch import remove_folder
 from sam2flow.job import VideoJob
 from sam2flow.report import build_report
 from sam2flow.results import RunStages
@@ -21,5 +22,5 @@ def finalize(job: VideoJob, cfg: PipelineConfig, stages: RunStages) -> str:
         build_report(job.out_dir, complete=False)
     manifest.mark_complete(job, written.outputs)
     if not cfg.output.keep_frames:
-        shutil.rmtree(job.work_dir, ignore_errors=True)
+        remove_folder(Path(job.work_dir))
     return job.out_dir
