@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -354,3 +354,23 @@ def finished_run(scene: Scene, folder: Path, frames: int, zones: str | None = No
     (run / "manifest.json").write_text(json.dumps(to_json(manifest)))
     (run / "_SUCCESS").write_text("")
     return run
+
+
+def replayed_job(scene: Scene, folder: Path, frames: int, *overrides: str) -> tuple[Any, Any]:
+    """A job prepared by the real prepare stage on the scene's clip (the smoke config's random checkpoints, never
+    loaded here), with every part file written by the replay doubles through the real driver: the stages after
+    segmentation can run on it without a model. Returns ``(VideoJob, PipelineConfig)``."""
+    from sam2flow.config import load_config
+    from sam2flow.stages.prepare import prepare
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
+    from tests.synth import write_clip
+
+    clip = write_clip(folder / "clip.mp4", frames, scene.width, scene.height, squares=scene.squares)
+    sets = ["chunking.length=32", "chunking.overlap=16", "detector.detect_every=16", "prompts=[]",
+            "segmenter.max_objects=8", "runtime.device=cpu", *overrides]  # fmt: skip
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml", sets)
+    job = prepare(str(clip), str(folder / "out"), cfg)
+    for sub in job.plan:
+        segment_subsequence(ReplaySegmenter(scene, sub), ReplayDetector(scene, sub), job.frames_dir(sub.index), sub,
+                            SegmentSettings.from_config(cfg), job.part_uri(sub.index))  # fmt: skip
+    return job, cfg

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import httpx
 
+from tests.synth import Square
+
+STUDIO_SQUARES = (
+    Square((230, 40, 40), y=60, x0=20, speed=2.0, size=50),
+    Square((40, 200, 60), y=150, x0=250, speed=-2.0, size=40),
+)
+STUDIO_BASE = ["chunking.length=32", "chunking.overlap=16", "detector.enabled=false"]  # Save replaces the prompts
+"""The studio tests' clip (two squares) and base config overrides (Save replaces the prompts)."""
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -7,30 +7,13 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from sam2flow.config import PipelineConfig, load_config
+from sam2flow.config import load_config
 from sam2flow.io import storage
 from sam2flow.sources.archive import finished_run, list_videos
+from tests.archives import make_archive
 from tests.prefect_api import run_tree_artifacts
-from tests.synth import Square, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = (
-    "detector.enabled=false",
-    "prompts=[{frame: 0, box: [20, 60, 70, 110], class_name: square}]",
-    "chunking.length=24",
-    "chunking.overlap=16",
-    "segmenter.max_objects=1",
-)
-
-
-def make_archive(tmp_path: Path) -> tuple[Path, PipelineConfig]:
-    """A folder with two small videos and a corrupt one, and a config that segments them quickly on the CPU."""
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    write_clip(archive / "a.mp4", 24, squares=(Square((230, 40, 40), y=60, x0=20, speed=1.0, size=50),))
-    write_clip(archive / "b.mp4", 24, squares=(Square((40, 40, 230), y=60, x0=20, speed=-0.5, size=50),))
-    (archive / "c_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
-    return archive, load_config(ROOT / "configs" / "smoke.yaml", list(TINY))
 
 
 def test_content_digest_covers_the_whole_file_and_is_remembered(tmp_path: Path) -> None:
@@ -53,6 +36,7 @@ def test_content_digest_covers_the_whole_file_and_is_remembered(tmp_path: Path) 
 
 
 def test_list_videos_local_and_memory(tmp_path: Path) -> None:
+    """Archive listing: matching files sorted, ** into sub-folders, URIs for object storage, a missing folder named."""
     (tmp_path / "cam1").mkdir()
     for name in ("b.mp4", "a.mp4", "notes.txt", "cam1/c.mp4"):
         (tmp_path / name).write_bytes(b"x")
@@ -69,6 +53,7 @@ def test_list_videos_local_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_path: Path) -> None:
+    """An archive run finishes the good videos, reports the corrupt one alone, and skips finished ones next time."""
     from sam2flow.flows.process_archive import process_archive
 
     archive, cfg = make_archive(tmp_path)
@@ -109,6 +94,7 @@ def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_p
 
 
 def test_archive_cli_rejects_an_empty_match(tmp_path: Path) -> None:
+    """`sam2flow archive` on a folder with no matching file is one clear error, exit code 2."""
     import subprocess
     import sys
 

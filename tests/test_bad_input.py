@@ -286,6 +286,7 @@ def place(tmp_path: Path, clip: Path) -> Iterator[Place]:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_clear_error(place: Place, name: str) -> None:
+    """Each bad input of the matrix gives one message naming it and the remedy, exit 2, no traceback, nothing left."""
     case = CASES[name](place)
     env = {**os.environ, **(case.env or {})}
     env.pop("SAM2FLOW_CHECKPOINT_DIRS", None)

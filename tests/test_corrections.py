@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_track_edits_merge_split_delete_and_keep_the_best_duplicate() -> None:
+    """Merge, split, delete and class corrections give the expected rows and ids; a merge keeps the best row."""
     edits = TrackEdits(Corrections(merge=[[1, 2]], split=[Split(track=3, frame=5)], delete=[4]), next_track=5)
     frames = np.array([0, 0, 1, 4, 5, 6, 6])
     tracks = np.array([1, 2, 2, 3, 3, 4, 1])
@@ -45,6 +46,7 @@ def test_track_edits_merge_split_delete_and_keep_the_best_duplicate() -> None:
     ],
 )
 def test_bad_corrections_name_the_key(text: str, match: str) -> None:
+    """A corrections.yaml that is not valid names the key that is wrong."""
     with pytest.raises(ConfigError, match=match):
         parse(text, "OUT/x/corrections.yaml")
 
@@ -68,6 +70,7 @@ def _manifest(run: Path) -> dict:  # type: ignore[type-arg]
 
 @pytest.mark.slow
 def test_a_correction_re_segments_only_what_it_touches(prefect_harness: None, tmp_path: Path) -> None:
+    """A prompt added in corrections.yaml re-segments only the subsequences whose frames it touches."""
     from sam2flow.config import load_config
     from sam2flow.flows.process_video import process_video
 

@@ -16,7 +16,7 @@ import pytest
 from sam2flow.config import load_config
 from sam2flow.io.parquet import EVENTS_SCHEMA
 from tests.conftest import SHARED_DATA
-from tests.test_e2e import check_outputs
+from tests.smoke import check_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 32
@@ -41,6 +41,7 @@ def _run(name: str, video: Path, out: Path, *extra: str) -> tuple[Path, dict]:  
 
 @pytest.mark.slow
 def test_people_in_zone_example(prefect_harness: None, tmp_path: Path) -> None:
+    """The people-in-zone example runs offline and writes zone events that re-stitching recomputes without a model."""
     run_dir, manifest = _run(
         "people_in_zone", SHARED_DATA / "bedroom.mp4", tmp_path / "out",
         "detector.model=random:yolo11n", "detector.confidence=0.0001", "detector.image_size=320",
@@ -65,6 +66,7 @@ def test_people_in_zone_example(prefect_harness: None, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_manual_prompts_example(prefect_harness: None, tmp_path: Path) -> None:
+    """The manual-prompts example (carry mode, no detector) keeps each prompted object as one named track."""
     run_dir, manifest = _run("manual_prompts", SHARED_DATA / "bedroom.mp4", tmp_path / "out")
     assert manifest["checkpoints"]["yolo"] is None, "no detector in this mode"
     tracks = pq.read_table(run_dir / "tracks.parquet").to_pylist()
@@ -76,6 +78,7 @@ def test_manual_prompts_example(prefect_harness: None, tmp_path: Path) -> None:
 def test_finetune_example_trains_once_and_reuses(prefect_harness: None, tmp_path: Path) -> None:
     # A one-epoch detector scores low: a near-zero threshold lets it prompt the second subsequence (which has no
     # manual prompt), so the trained detector's path through segmentation runs too.
+    """The fine-tune example trains a detector once, records it in the manifest and reuses it on the next run."""
     extra = (
         "finetune.frames=24", "finetune.epochs=1", "finetune.image_size=64", "finetune.batch=8",
         "detector.confidence=0.0001", "detector.max_objects_per_keyframe=1",

@@ -47,6 +47,7 @@ def _rows(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_reader_streams_every_frame_with_its_masks(run_dir: Path) -> None:
+    """read_run streams every frame with its times, tracks, boxes and decoded masks, matching masks.parquet."""
     from sam2flow import read_run
 
     run = read_run(str(run_dir))
@@ -73,6 +74,7 @@ def test_reader_streams_every_frame_with_its_masks(run_dir: Path) -> None:
 
 
 def test_reader_refuses_an_unfinished_run(run_dir: Path, tmp_path: Path) -> None:
+    """read_run refuses a folder without _SUCCESS, saying the run is unfinished."""
     from sam2flow.readers.run import RunReadError, read_run
 
     (tmp_path / "manifest.json").write_text((run_dir / "manifest.json").read_text())
@@ -81,6 +83,7 @@ def test_reader_refuses_an_unfinished_run(run_dir: Path, tmp_path: Path) -> None
 
 
 def test_coco_export_loads_in_pycocotools(run_dir: Path) -> None:
+    """The COCO export loads in pycocotools, one annotation per mask row with the same mask, area and track id."""
     from pycocotools.coco import COCO
 
     dest = _export(run_dir, "coco")
@@ -97,6 +100,7 @@ def test_coco_export_loads_in_pycocotools(run_dir: Path) -> None:
 
 
 def test_mot_export_scores_itself_perfectly(run_dir: Path) -> None:
+    """The MOT export reads in motmetrics and TrackEval and scores itself perfectly."""
     import motmetrics as mm
     from trackeval.datasets._base_dataset import _BaseDataset
 
@@ -127,6 +131,7 @@ def test_mot_export_scores_itself_perfectly(run_dir: Path) -> None:
 
 
 def test_davis_export_evaluates_to_a_perfect_score(run_dir: Path) -> None:
+    """The DAVIS export has one PNG per frame and evaluates to J&F and IDF1 of 1 against the run."""
     dest = _export(run_dir, "davis")
     assert len(list(dest.glob("*.png"))) == FRAMES
     proc = _cli("evaluate", str(run_dir), str(dest))
@@ -138,6 +143,7 @@ def test_davis_export_evaluates_to_a_perfect_score(run_dir: Path) -> None:
 
 
 def test_davis_export_keeps_frames_without_objects(run_dir: Path, tmp_path: Path) -> None:
+    """A DAVIS export of one track over a frame range keeps every frame, empty ones included."""
     from PIL import Image
 
     rows = _rows(run_dir)
@@ -153,6 +159,7 @@ def test_davis_export_keeps_frames_without_objects(run_dir: Path, tmp_path: Path
 
 
 def test_yolo_seg_export_trains_in_ultralytics(run_dir: Path, tmp_path: Path) -> None:
+    """The YOLO segmentation export is a dataset Ultralytics checks and trains on, with polygons from the masks."""
     import cv2
     from ultralytics import YOLO
     from ultralytics.data.utils import check_det_dataset
@@ -178,6 +185,7 @@ def test_yolo_seg_export_trains_in_ultralytics(run_dir: Path, tmp_path: Path) ->
 
 
 def test_cvat_export_is_one_track_per_track_id(run_dir: Path) -> None:
+    """The CVAT export has one track per track id, keyframes where it is present and outside where it leaves."""
     dest = _export(run_dir, "cvat")
     root = ET.parse(dest / "annotations.xml").getroot()
     assert root.findtext("version") == "1.1"
@@ -210,6 +218,7 @@ def test_cvat_export_is_one_track_per_track_id(run_dir: Path) -> None:
     ],
 )
 def test_bad_export_requests_are_one_clear_error(run_dir: Path, args: list[str], message: str) -> None:
+    """An unknown format, a bad frame range or an unknown track is one clear error, exit code 2."""
     proc = _cli("export", str(run_dir), *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 

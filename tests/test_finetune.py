@@ -17,6 +17,7 @@ from tests.synth import Square, write_clip
 
 
 def test_time_block_split_keeps_blocks_whole_and_apart() -> None:
+    """The fine-tune split keeps validation blocks whole, spread over time, and a gap away from training frames."""
     frames = list(range(0, 250))
     train, val = time_block_split(frames, block=25, val_fraction=0.2, gap=5)
     assert set(train).isdisjoint(val)
@@ -35,11 +36,13 @@ def test_time_block_split_keeps_blocks_whole_and_apart() -> None:
 
 
 def test_yolo_label_line_is_normalised_and_clipped() -> None:
+    """A YOLO label line is normalised to the image and clipped to it."""
     assert yolo_label_line(2, (10, 20, 30, 60), 100, 200) == "2 0.200000 0.200000 0.200000 0.200000"
     assert yolo_label_line(0, (-10, 0, 50, 200), 100, 200) == "0 0.250000 0.500000 0.500000 1.000000"
 
 
 def test_finetune_config_needs_prompts_and_detector() -> None:
+    """Fine-tuning needs manual prompts before finetune.frames, the detector on, and an image size multiple of 32."""
     with pytest.raises(ConfigError, match=r"finetune\.enabled needs manual prompts"):
         load_config(None, ["finetune.enabled=true"])
     with pytest.raises(ConfigError, match=r"finetune\.enabled needs manual prompts"):
@@ -51,6 +54,7 @@ def test_finetune_config_needs_prompts_and_detector() -> None:
 
 
 def test_base_model_falls_back_to_the_yaml_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a pretrained base model falls back to its YAML; paths outside allowed folders are refused."""
     from sam2flow.io.checkpoints import CheckpointError
     from sam2flow.stages.finetune import base_model
 

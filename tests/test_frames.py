@@ -30,6 +30,7 @@ def _sub(start: int, length: int) -> Subsequence:
 
 
 def test_stored_size_caps_each_side_and_keeps_it_even() -> None:
+    """Stored frames are at most the model's size on each side, never scaled up, and even."""
     assert stored_size(1920, 1080, 1024) == (1024, 1024)
     assert stored_size(960, 540, 1024) == (960, 540)  # never scaled up
     assert stored_size(1280, 720, 1024) == (1024, 720)
@@ -55,6 +56,7 @@ def test_frames_are_scaled_frame_accurate_and_keep_the_source_size(clip: Path, t
 
 
 def test_a_broken_file_is_one_clear_error(tmp_path: Path, clip: Path) -> None:
+    """Extracting from a truncated file is a VideoError naming it, and leaves no complete-looking store."""
     from sam2flow.io.video import VideoError
 
     info = probe(str(clip))
@@ -142,6 +144,7 @@ class _SquareFinder:
 
 
 def test_detector_sees_the_source_aspect_at_its_size_and_answers_in_source_pixels(clip: Path, tmp_path: Path) -> None:
+    """The detector gets the frame in the source's aspect at its own size, and its boxes come back in source pixels."""
     from sam2flow.models.detector import StoredFrameDetector
 
     extract_frames(str(clip), probe(str(clip)), _sub(10, 4), tmp_path / "store", limit=128)  # stored 128x128
@@ -183,6 +186,7 @@ def test_a_stream_cuts_the_same_frames_as_seeking(clip: Path, tmp_path: Path) ->
 
 
 def test_a_stream_over_a_truncated_file_fails_naming_it(clip: Path, tmp_path: Path) -> None:
+    """The shared decoder over a truncated file fails naming it, and closes its ffmpeg."""
     from sam2flow.io.frames import FrameStream
     from sam2flow.io.video import VideoError
 

@@ -16,6 +16,7 @@ INFRA = Path(__file__).resolve().parents[1] / "infra"
 
 
 def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
+    """infra/prefect.yaml names importable flows, a valid schedule and GPU job variables."""
     from prefect.client.schemas.schedules import CronSchedule
 
     from sam2flow.flows.deployments import NEW_VIDEO_EVENT
@@ -42,6 +43,7 @@ def test_prefect_yaml_names_real_flows_schedule_and_trigger() -> None:
 
 
 def test_k8s_template_requests_gpus_and_declares_every_variable() -> None:
+    """The Kubernetes work-pool template requests GPUs, runs unprivileged and declares every variable it uses."""
     template = json.loads((INFRA / "k8s" / "gpu-work-pool-template.json").read_text())
     pod = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
@@ -84,6 +86,7 @@ def test_compose_file() -> None:
 
 
 def test_deployments_carry_the_config_form() -> None:
+    """The deployments carry the config as a typed form, the schedule, and a new-video trigger limited to the source."""
     from sam2flow.config import PipelineConfig
     from sam2flow.flows.deployments import build_deployments
 

@@ -153,3 +153,20 @@ def test_tasks_exchange_typed_records() -> None:
                         if "dict[" in text or "typing.Any" in text or hint is dict:
                             loose.append(f"{info.name}.{obj.fn.__name__}: {name}: {text}")
     assert loose == []
+
+
+def test_tests_are_documented_and_share_helpers_through_helper_modules() -> None:
+    """Every test says in a docstring what it checks; no test module imports another (shared helpers live in helper
+    modules such as tests/smoke.py); each stage of sam2flow/stages has a test module named after it."""
+    tests = ROOT / "tests"
+    undocumented, crossed = [], []
+    for path in sorted(tests.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        undocumented += [f"{path.name}:{n.name}" for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                         and n.name.startswith("test_") and not ast.get_docstring(n)]  # fmt: skip
+        crossed += [f"{path.name}: {name}" for _, name in _imports(path) if name.startswith("tests.test_")]
+    assert undocumented == [] and crossed == []
+    stages = {p.stem if p.is_file() else p.name for p in (ROOT / "sam2flow" / "stages").iterdir()}
+    stages -= {"__init__", "__pycache__"}
+    assert stages == {"prepare", "finetune", "extract", "segment", "stitch", "render", "finalize"}
+    assert all((tests / f"test_{stage}.py").is_file() for stage in stages)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.smoke import SQUARES, check_outputs, small_config
 from tests.synth import write_clip
-from tests.test_e2e import SQUARES, check_outputs, small_config
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -36,6 +36,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
 
 
 def test_a_library_names_each_track_and_verifies_its_files(library: tuple[Path, Path, dict[int, str]]) -> None:
+    """A reference library holds each named track's masks on its frames; tampered or stray files are clear errors."""
     run, lib, names = library
     refs = load_references(lib)
     assert [(i.name, i.track_id) for i in refs.identities] == [(n, t) for t, n in names.items()]

@@ -90,3 +90,26 @@ def test_pieces_join_frame_exactly(tmp_path: Path) -> None:
     out_info = probe(str(joined))
     assert out_info.num_frames == 70 and out_info.fps == info.fps == "30"
     assert [read_index(f) for f in iter_frames(str(joined), out_info)] == list(range(70))
+
+
+def test_the_render_stage_keeps_pieces_that_show_the_final_tracks(tmp_path: Path) -> None:
+    """Pieces drawn while segmentation goes on are kept when they show exactly the final tracks, and drawn again
+    when a setting changes what they show; the joined video has every frame."""
+    from sam2flow.io.video import probe
+    from sam2flow.stages.render import render, render_piece
+    from sam2flow.stages.stitch import stitch
+    from tests.replay import Scene, replayed_job
+    from tests.synth import Square
+
+    scene = Scene((Square((255, 0, 0), y=10, x0=0, speed=1.5, size=20),))
+    job, cfg = replayed_job(scene, tmp_path, 48, "detector.detect_every=8")
+    for index in range(len(job.plan)):
+        assert render_piece(job, index, cfg).frames > 0
+    stitch(job, cfg)
+    kept = render(job, cfg)
+    assert (kept.pieces, kept.pieces_kept, kept.frames) == (len(job.plan), len(job.plan), 48)
+    assert probe(job.output("annotated.mp4")).num_frames == 48 and not job.render_dir.exists()
+    for index in range(len(job.plan)):
+        render_piece(job, index, cfg)
+    redrawn = render(job, cfg.model_copy(update={"render": cfg.render.model_copy(update={"alpha": 0.1})}))
+    assert redrawn.pieces_kept == 0 and probe(job.output("annotated.mp4")).num_frames == 48

@@ -22,6 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_dwell_and_occupancy_from_events() -> None:
+    """Dwell times, occupancy and track spans computed from zone events and mask rows."""
     events = [
         {"frame": 10, "time": 1.0, "zone": "a", "track_id": 1, "event": "enter"},
         {"frame": 30, "time": 3.0, "zone": "a", "track_id": 1, "event": "exit"},
@@ -45,6 +46,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_report_files_match_the_tables(run_dir: Path) -> None:
+    """The report's files exist and their figures (dwell, event times) match the run's tables."""
     report = run_dir / "report"
     names = {p.name for p in report.iterdir()}
     assert names >= {"report.html", "timeline.png", "objects.png", "area.png", "zones.png", "contact_sheet.jpg",
@@ -63,6 +65,7 @@ def test_report_files_match_the_tables(run_dir: Path) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium (scripts/setup.sh installs it)")
 def test_report_renders_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
+    """report.html renders in Chromium with every image loaded and the tables filled, without console errors."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -94,6 +97,7 @@ def test_report_renders_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None
 
 
 def test_every_parquet_file_reads_in_duckdb_and_polars(run_dir: Path) -> None:
+    """Every Parquet output reads in DuckDB and Polars with the same rows and types."""
     import duckdb
     import polars as pl
 

@@ -72,6 +72,7 @@ class SleepingSegmenter:
 
 
 def test_device_lists_in_the_config() -> None:
+    """runtime.device takes a name or a list (YAML or comma-separated); bad entries name the key."""
     assert load_config(None, ["runtime.device=cuda:0,cuda:1"]).runtime.device == ["cuda:0", "cuda:1"]
     assert load_config(None, ["runtime.device=[cpu, cpu]"]).runtime.device == ["cpu", "cpu"]
     assert load_config(None, ["runtime.device=[cuda:1]"]).runtime.device == "cuda:1"
@@ -81,6 +82,7 @@ def test_device_lists_in_the_config() -> None:
 
 
 def test_a_listed_device_gets_its_workers_and_missing_gpus_are_named() -> None:
+    """Each listed device gets its workers; a GPU that does not exist is named in the error."""
     import torch
 
     assert available_devices(["cpu", "cpu"]) == ["cpu", "cpu"]

@@ -184,9 +184,10 @@ def _trigger_new_video(api: str, video: str, timeout: float = 300) -> Any:
 
 @pytest.mark.slow
 def test_archive_deployment_on_postgres_backed_server(prefect_server: str, tmp_path: Path) -> None:
+    """The archive deployment served against a PostgreSQL-backed Prefect server processes an archive and reports."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tests.test_archive import make_archive
+    from tests.archives import make_archive
 
     archive, cfg = make_archive(tmp_path)
     config_file = tmp_path / "cfg.json"  # JSON is YAML
@@ -254,8 +255,8 @@ def test_a_burst_of_new_video_events_waits_for_the_limit(prefect_server: str, tm
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from sam2flow.config import load_config
+    from tests.archives import TINY
     from tests.synth import Square, write_clip
-    from tests.test_archive import TINY
 
     source, out = tmp_path / "incoming", tmp_path / "out"
     source.mkdir()
@@ -306,9 +307,11 @@ def test_studio_runs_through_the_served_deployment(prefect_server: str, tmp_path
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from sam2flow.config import load_config
+    from tests.smoke import SMOKE
+    from tests.studio_server import STUDIO_BASE as BASE
+    from tests.studio_server import STUDIO_SQUARES as SQUARES
     from tests.studio_server import StudioProcess
     from tests.synth import write_clip
-    from tests.test_studio import BASE, SMOKE, SQUARES
 
     root = tmp_path / "root"
     root.mkdir()
@@ -359,8 +362,10 @@ def test_studio_runs_locally_when_the_server_serves_no_deployment(prefect_server
 
     from sam2flow.config import load_config
     from sam2flow.studio import runs
+    from tests.smoke import SMOKE
+    from tests.studio_server import STUDIO_BASE as BASE
+    from tests.studio_server import STUDIO_SQUARES as SQUARES
     from tests.synth import write_clip
-    from tests.test_studio import BASE, SMOKE, SQUARES
 
     video = write_clip(tmp_path / "clip.mp4", frames=32, squares=SQUARES)
     config = tmp_path / "cfg.json"

@@ -86,6 +86,7 @@ class _Run:
 
 @pytest.mark.slow
 def test_sigkill_leaves_no_process_of_the_run(tmp_path: Path) -> None:
+    """SIGKILL of `sam2flow run` leaves no process of the run behind and no _SUCCESS."""
     run = _Run(tmp_path)
     run.wait_for("subsequence 1/3: frame")
     assert len(_marked(run.mark)) >= 2, "the run has children (at least Prefect's temporary server)"
@@ -99,6 +100,7 @@ def test_sigkill_leaves_no_process_of_the_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_cleanly_and_it_resumes(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGINT or SIGTERM stops the run cleanly (exit 128+n, no traceback), and the same command resumes it."""
     run = _Run(tmp_path)
     run.wait_for("subsequence 2/3: frame")  # the first subsequence is done, the second under way
     run.proc.send_signal(sig)

@@ -20,16 +20,12 @@ import yaml
 
 from sam2flow.config import load_config
 from sam2flow.core import rle
-from tests.studio_server import StudioProcess
-from tests.synth import Square, read_index, write_clip
+from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess
+from tests.synth import read_index, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-SQUARES = (
-    Square((230, 40, 40), y=60, x0=20, speed=2.0, size=50),
-    Square((40, 200, 60), y=150, x0=250, speed=-2.0, size=40),
-)
-BASE = ["chunking.length=32", "chunking.overlap=16", "detector.enabled=false"]  # Save replaces the prompts
+SQUARES, BASE = STUDIO_SQUARES, STUDIO_BASE
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -82,6 +78,7 @@ def client(studio: StudioProcess) -> httpx.Client:
 
 
 def test_pages_and_listing(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """The pages and assets are served and the listing shows the root's videos."""
     for page in ("/", "/prompt", "/review"):
         r = client.get(page)
         assert r.status_code == 200 and "sam2flow studio" in r.text
@@ -93,6 +90,7 @@ def test_pages_and_listing(client, root: Path) -> None:  # type: ignore[no-untyp
 
 
 def test_frames_are_the_frames_the_pipeline_reads(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """The studio's frames are the video's frames (each draws its own index); a frame past the end is a 400."""
     info = client.get("/api/video", params={"path": str(root / "clip.mp4")}).json()
     assert (info["width"], info["height"], info["num_frames"]) == (320, 240, 48)
     for f in (0, 17, 47):
@@ -121,12 +119,14 @@ def test_frames_are_the_frames_the_pipeline_reads(client, root: Path) -> None:  
     ],
 )
 def test_paths_outside_the_roots_are_refused(client, root: Path, method: str, url: str, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Every endpoint refuses a path outside the studio's roots with a 403 naming it."""
     data = {k: v.replace("ROOT", str(root)) if isinstance(v, str) else v for k, v in payload.items()}
     r = client.get(url, params=data) if method == "get" else client.post(url, json=data)
     assert r.status_code == 403 and "outside the studio's roots" in r.json()["detail"]
 
 
 def test_preview_segments_the_prompted_object(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """Preview returns one mask per prompted object, at the source size, with an overlay."""
     body = {
         "path": str(root / "clip.mp4"),
         "frame": 5,
@@ -140,6 +140,7 @@ def test_preview_segments_the_prompted_object(client, root: Path) -> None:  # ty
 
 
 def test_save_writes_a_config_run_accepts(client, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """Save writes a config `sam2flow run` accepts; a prompt without points or a box is a 422 naming it."""
     prompts = [{"frame": 3, "obj_id": 1, "points": [[10.5, 20.25]], "labels": [1], "box": None, "class_name": "red"}]
     zones = [{"name": "door", "polygon": [[0, 0], [100, 0], [100, 80]]}]
     dest = root / "cfg" / "clip.yaml"
@@ -174,6 +175,7 @@ def test_run_refuses_an_unreachable_prefect_server(tmp_path: Path) -> None:
 
 
 def test_review_api(client, finished: Path) -> None:  # type: ignore[no-untyped-def]
+    """The review API gives the run's tracks, the track under a click, frames with tracks drawn, typed corrections."""
     info = client.get("/api/runinfo", params={"path": str(finished)}).json()
     assert info["frames"] == 48 and len(info["tracks"]) == 2
     rows = [r for r in pq.read_table(finished / "masks.parquet").to_pylist() if r["frame"] == 5]
@@ -219,6 +221,7 @@ def _not_blank(path: Path, name: str) -> bool:
 
 
 def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """In Chromium: points, a box and a zone clicked on a scaled canvas are saved in source pixels; Run runs once."""
     url, page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -300,6 +303,7 @@ def test_review_page_makes_a_reference_library(browser_page, finished: Path, roo
 
 
 def test_review_page_merges_two_tracks(browser_page, finished: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """In Chromium: checking two tracks, Merge and Apply leave one track and write the merge to corrections.yaml."""
     url, page = browser_page
     before = pq.read_table(finished / "tracks.parquet").to_pylist()
     assert len(before) == 2

@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 import pytest
 
 from sam2flow.config import ConfigError, load_config
 from sam2flow.sources.sweep import GridAxis, SweepRow, best, expand, parse_grid, table_rows
-from tests.replay import NoisyReplaySession, Scene, write_davis
-from tests.synth import Square, read_index, write_clip
+from tests.replay import write_davis
+from tests.scene_doubles import FRAMES, HEIGHT, SCENE, WIDTH, SceneDetector, SceneSegmenter
+from tests.synth import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES, WIDTH, HEIGHT = 40, 320, 240
-SCENE = Scene(
-    (
-        Square((230, 40, 40), y=40, x0=20, speed=2.0, size=44),
-        Square((40, 200, 60), y=150, x0=240, speed=-2.0, size=44),
-    ),
-    height=HEIGHT,
-    width=WIDTH,
-)
 BASE = [
     "detector.model=random:yolo11n", "detector.detect_every=8", "chunking.length=24", "chunking.overlap=16",
     "segmenter.checkpoint=random:sam2.1_hiera_tiny", "stitching.iou_threshold=0.95", "runtime.torch_threads=1",
@@ -36,6 +25,7 @@ GRID = [GridAxis(key="segmenter.max_objects", values=[1, 2]), GridAxis(key="stit
 
 
 def test_grid_parsing_and_expansion() -> None:
+    """A sweep grid parses, expands with runs sharing a segmentation together, and refuses bad axes."""
     assert parse_grid(["stitching.iou_threshold=0.2,0.5", "runtime.device=[cpu,cpu],cpu"]) == [
         GridAxis(key="stitching.iou_threshold", values=[0.2, 0.5]),
         GridAxis(key="runtime.device", values=[["cpu", "cpu"], "cpu"]),
@@ -65,51 +55,6 @@ def test_grid_parsing_and_expansion() -> None:
         expand(load_config(None, []), parse_grid(["stitching.margin=1", "stitching.margin=2"]))
     rows = [SweepRow(n, {}, "segmented", 1.0, {"HOTA": h, "IDSW": s}) for n, (h, s) in enumerate([(0.5, 3), (0.9, 1)])]
     assert best(rows, "HOTA").setting == 1 and best(rows, "IDSW").setting == 1
-
-
-class SceneSegmenter:
-    """Test double built in place of SAM2 (through the real worker model cache): it replays the scene's masks with
-    2 px of jitter, finding each subsequence's first frame from the index drawn in the frame."""
-
-    built: ClassVar[int] = 0
-
-    def __init__(self, checkpoint: Any, device: str, *args: Any, **kwargs: Any) -> None:
-        SceneSegmenter.built += 1
-
-    @contextmanager
-    def session(self, frames_dir: Path) -> Iterator[NoisyReplaySession]:
-        import cv2
-
-        from sam2flow.core.types import Subsequence
-        from sam2flow.io.frames import FrameReader
-
-        reader = FrameReader(frames_dir)
-        start = read_index(cv2.resize(reader.rgb(0), (WIDTH, HEIGHT)))
-        yield NoisyReplaySession(SCENE, Subsequence(start, start, start + reader.count), 2, 0, 0.0, seed=0)
-
-
-class SceneDetector:
-    """Test double built in place of YOLO (through the real worker model cache): the scene's boxes on the frame
-    whose index is drawn in the image, in that image's pixels."""
-
-    names: ClassVar[dict[int, str]] = {0: "square"}
-
-    def __init__(self, checkpoint: Any, device: str, confidence: float, nms_iou: float, image_size: int, *_: Any):
-        self.image_size = image_size
-
-    def __call__(self, image: Any) -> Any:
-        import cv2
-        import numpy as np
-
-        from sam2flow.core.types import Detections
-
-        frame = read_index(cv2.resize(image, (WIDTH, HEIGHT)))
-        sx, sy = image.shape[1] / WIDTH, image.shape[0] / HEIGHT
-        present = SCENE.present(frame)
-        boxes = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in (SCENE.box(i, frame) for i in present)]
-        n = len(present)
-        return Detections(np.array(boxes, np.float32).reshape(n, 4), np.full(n, 0.9, np.float32),
-                          np.zeros(n, np.int64), ("square",) * n)  # fmt: skip
 
 
 @pytest.fixture()
@@ -181,6 +126,7 @@ def test_sweep_finds_the_known_best_setting(
 
 
 def test_sweep_command_rejects_bad_input_before_running(tmp_path: Path, video: tuple[Path, Path]) -> None:
+    """`sam2flow sweep` refuses a bad key, missing ground truth or an unknown metric before running anything."""
     clip, gt = video
 
     def sweep(*args: str) -> subprocess.CompletedProcess[str]:

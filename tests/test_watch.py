@@ -17,8 +17,8 @@ import pytest
 
 from sam2flow.config import load_config
 from sam2flow.sources.watch import SourceError, _listed, check_source, stream_id
+from tests.scene_doubles import HEIGHT, SCENE, WIDTH, SceneDetector, SceneSegmenter
 from tests.synth import write_clip
-from tests.test_sweep import HEIGHT, SCENE, WIDTH, SceneDetector, SceneSegmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +46,7 @@ def serving(clip: Path, port: int, delay: float = 0.0) -> Iterator[subprocess.Po
 
 
 def test_sources_and_segment_lists(tmp_path: Path) -> None:
+    """Live sources are checked (stream URLs and local folders only) and ffmpeg's segment list is read."""
     out = str(tmp_path / "out")
     check_source("rtsp://camera.local/stream1", out)
     check_source(str(tmp_path), out)

@@ -18,6 +18,7 @@ L_SHAPE = [(0.0, 0.0), (40.0, 0.0), (40.0, 10.0), (10.0, 10.0), (10.0, 40.0), (0
 
 
 def test_point_in_polygon() -> None:
+    """Points inside, outside, on an edge, and in concave polygons."""
     assert point_in_polygon(30, 30, SQUARE)
     assert not point_in_polygon(60, 30, SQUARE)
     assert point_in_polygon(10, 30, SQUARE), "a point on an edge is inside"
@@ -37,6 +38,7 @@ def test_point_in_polygon() -> None:
     ],
 )
 def test_box_touches_polygon(box: tuple[int, int, int, int], touches: bool) -> None:
+    """A box touches a zone when any part of it overlaps the polygon."""
     poly = L_SHAPE if box == (20, 20, 30, 30) and not touches else SQUARE
     assert box_touches_polygon(box, poly) is touches
 
@@ -50,6 +52,7 @@ def _events(inside: list[bool | None], hysteresis: int, last: int | None = None)
 
 
 def test_hysteresis_stops_event_storms_on_a_jittery_border() -> None:
+    """Hysteresis turns a jittery border crossing into one enter and one exit; absent frames are no evidence."""
     jitter = [False] * 5 + [True, False, True, False, True, False] + [True] * 6 + [False] * 4
     assert len(_events(jitter, 1)) == 8  # every flicker is an event without hysteresis
     assert _events(jitter, 3) == [(11, "enter", "crossed"), (17, "exit", "crossed")]
@@ -58,6 +61,7 @@ def test_hysteresis_stops_event_storms_on_a_jittery_border() -> None:
 
 
 def test_appeared_disappeared_and_video_end() -> None:
+    """Tracks that appear or disappear inside a zone give appeared/disappeared events; the video's end is no exit."""
     assert _events([True] * 5, 3) == [(0, "enter", "appeared")]  # still inside at the video's end: no exit
     assert _events([True] * 5, 3, last=20) == [(0, "enter", "appeared"), (4, "exit", "disappeared")]
     assert _events([True, True], 3) == []  # too short to confirm anything
@@ -118,6 +122,7 @@ def test_zone_filter_restricts_detector_prompts(tmp_path: Path) -> None:
 
 
 def test_zone_config_is_validated() -> None:
+    """Zone settings are validated: filter_prompts needs a zone, names are unique, polygons have three corners."""
     with pytest.raises(ConfigError, match="filter_prompts needs at least one zone"):
         load_config(None, ["zones.filter_prompts=true"])
     with pytest.raises(ConfigError, match="unique"):
@@ -128,6 +133,7 @@ def test_zone_config_is_validated() -> None:
 
 
 def test_zones_are_drawn() -> None:
+    """Zones are drawn on a copy of the frame, in the zone colour."""
     from sam2flow.io.render import ZONE_COLOUR, draw_zones
 
     frame = np.zeros((60, 80, 3), np.uint8)

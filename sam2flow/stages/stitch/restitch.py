@@ -67,8 +67,9 @@ def _restitch(out_dir: str, overrides: list[str] | None, rerender: bool) -> Stit
 
 
 def _render(job: VideoJob, cfg: PipelineConfig, recorded: RunManifest, rerender: bool) -> RenderResult | None:
-    """The render record after re-stitching: a new video, or the earlier one marked stale (its ids are the old ones)."""
-    if rerender:
+    """The render record after re-stitching: a new video (asked for, or the run's is missing), or the earlier one
+    marked stale (its ids are the old ones)."""
+    if rerender or (cfg.render.enabled and not storage.exists(job.output("annotated.mp4"))):
         return render(job, cfg)
     if not cfg.render.enabled:
         return recorded.stages.render
