@@ -19,7 +19,7 @@ Per size and with rendering on and off, it reports:
 - the headline ratio, non-model CPU ÷ decode-only CPU.
 
     .venv/bin/python -m benchmarks.ceiling [--sizes 540 1080 2160] [--frames 300] [--chunk-length 64]
-        [--json out/ceiling.json]
+        [--frame-stores raw jpeg] [--json out/ceiling.json]
 """
 
 from __future__ import annotations
@@ -191,7 +191,15 @@ def _serialize_stages(cpu: dict[str, float]) -> None:
 
 
 def run_flow(
-    video: str, out: str, size: int, frames: int, render: bool, stages: bool, image_size: int, length: int = 64
+    video: str,
+    out: str,
+    size: int,
+    frames: int,
+    render: bool,
+    stages: bool,
+    image_size: int,
+    length: int = 64,
+    frame_store: str = "raw",
 ) -> dict:
     """One process_video run with the instant doubles (in its own process, see `run_child`)."""
     from sam2flow.config import load_config
@@ -208,6 +216,7 @@ def run_flow(
             "detector.image_size=640",
             "detector.max_objects_per_keyframe=3",
             f"chunking.length={length}",
+            f"video.frame_store={frame_store}",
         ],
     )
     _install_doubles(frames, width, height, cfg)
@@ -266,6 +275,10 @@ def main() -> None:
         "--chunk-length", type=int, default=64, help="frames per subsequence (smoke config: 64; default.yaml: 200)"
     )
     ap.add_argument("--no-stages", action="store_true", help="skip the per-stage runs")
+    ap.add_argument(
+        "--frame-stores", nargs="+", default=["raw"], choices=["raw", "jpeg"],
+        help="video.frame_store values to measure, side by side in this run",
+    )  # fmt: skip
     ap.add_argument("--work", type=Path, default=None, help="keep clips here between runs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -275,46 +288,42 @@ def main() -> None:
         "frames": args.frames,
         "image_size": args.image_size,
         "chunk_length": args.chunk_length,
-        "sizes": {},
+        "stores": {store: {"sizes": {}} for store in args.frame_stores},
     }
     for size in args.sizes:
         clip = str(_clip(work, size, args.frames))
-        row: dict[str, Any] = {
-            "decode_ms_per_frame": run_child("benchmarks.ceiling", "decode_floor", clip, args.frames)["ms_per_frame"]
-        }
-        for render in (True, False):
-            key = "on" if render else "off"
-            for stages in (False, True) if not args.no_stages else (False,):
-                out = tempfile.mkdtemp(dir=work, prefix="out-")
-                r = run_child(
-                    "benchmarks.ceiling",
-                    "run_flow",
-                    clip,
-                    out,
-                    size,
-                    args.frames,
-                    render,
-                    stages,
-                    args.image_size,
-                    args.chunk_length,
-                )
-                if stages:
-                    row[f"stages_render_{key}"] = r["stages"]
-                else:
-                    row[f"cpu_ms_per_frame_render_{key}"] = r["cpu_ms_per_frame"]
-                    row[f"wall_fps_render_{key}"] = r["wall_fps"]
-                    row[f"peak_rss_mib_render_{key}"] = r["peak_rss_mib"]
-        for key in ("on", "off"):
-            row[f"ratio_render_{key}"] = row[f"cpu_ms_per_frame_render_{key}"] / row["decode_ms_per_frame"]
-        report["sizes"][str(size)] = row
-        _print_size(size, row)
+        decode = run_child("benchmarks.ceiling", "decode_floor", clip, args.frames)["ms_per_frame"]
+        for store in args.frame_stores:
+            row = _measure(args, work, clip, size, store, decode)
+            report["stores"][store]["sizes"][str(size)] = row
+            _print_size(size, store, row)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
 
 
-def _print_size(size: int, row: dict[str, Any]) -> None:
-    print(f"\n{size}p: decode-only {row['decode_ms_per_frame']:.1f} CPU ms/frame")
+def _measure(args: Any, work: Path, clip: str, size: int, store: str, decode: float) -> dict[str, Any]:
+    """Render on and off (each also with its stages taking turns, unless ``--no-stages``) for one frame store."""
+    row: dict[str, Any] = {"decode_ms_per_frame": decode}
+    for render in (True, False):
+        key = "on" if render else "off"
+        for stages in (False, True) if not args.no_stages else (False,):
+            out = tempfile.mkdtemp(dir=work, prefix="out-")
+            r = run_child("benchmarks.ceiling", "run_flow", clip, out, size, args.frames, render, stages,
+                          args.image_size, args.chunk_length, store)  # fmt: skip
+            if stages:
+                row[f"stages_render_{key}"] = r["stages"]
+            else:
+                row[f"cpu_ms_per_frame_render_{key}"] = r["cpu_ms_per_frame"]
+                row[f"wall_fps_render_{key}"] = r["wall_fps"]
+                row[f"peak_rss_mib_render_{key}"] = r["peak_rss_mib"]
+    for key in ("on", "off"):
+        row[f"ratio_render_{key}"] = row[f"cpu_ms_per_frame_render_{key}"] / row["decode_ms_per_frame"]
+    return row
+
+
+def _print_size(size: int, store: str, row: dict[str, Any]) -> None:
+    print(f"\n{size}p, frame store {store}: decode-only {row['decode_ms_per_frame']:.1f} CPU ms/frame")
     for key in ("on", "off"):
         print(
             f"  render {key:3}: {row[f'cpu_ms_per_frame_render_{key}']:6.1f} CPU ms/frame "

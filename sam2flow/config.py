@@ -30,13 +30,14 @@ class Masks:
     so changing it re-segments, and changing an unmarked setting does not.
 
     Attributes:
-        when: Only while this other setting (a dotted path to a bool, e.g. ``finetune.enabled``) is on.
+        when: Only while this other setting is on (a dotted path to a bool, e.g. ``finetune.enabled``, or
+            ``path=value``), or any of several.
         unless: Not while this other setting is on.
         once_set: Only when not at its default: a setting added after part files were written leaves their digest as
             it was while it is unset, so they stay valid.
     """
 
-    when: str | None = None
+    when: str | tuple[str, ...] | None = None
     unless: str | None = None
     once_set: bool = False
 
@@ -64,8 +65,18 @@ class VideoConfig(_Section):
     max_frames: Annotated[int | None, Field(ge=1)] = Field(
         None, description="Process only the first N frames (all frames when empty). Outputs then cover N frames."
     )
-    jpeg_quality: Annotated[int, Masks(when="finetune.enabled")] = Field(
-        2, ge=1, le=31, description="ffmpeg -q:v of the JPEGs written to fine-tune the detector (1 best, 31 worst)."
+    jpeg_quality: Annotated[int, Masks(when=("finetune.enabled", "video.frame_store=jpeg"))] = Field(
+        2,
+        ge=1,
+        le=31,
+        description="ffmpeg -q:v of the JPEGs sam2flow writes (1 best, 31 worst): the frame store's with "
+        "frame_store: jpeg, those a fine-tuned detector trains on, and frames kept with output.keep_frames.",
+    )
+    frame_store: Annotated[Literal["raw", "jpeg"], Masks(once_set=True)] = Field(
+        "raw",
+        description="How each subsequence's frames are stored between extraction and segmentation, at the models' "
+        "size: raw YUV (one file; the fastest) or a folder of 00000.jpg … (what SAM2's own predictor reads; "
+        "JPEG compression changes the pixels, so masks differ slightly).",
     )
     max_pixels: int = Field(
         4096 * 2304,
@@ -360,8 +371,8 @@ class OutputConfig(_Section):
     )
     keep_frames: bool = Field(
         False,
-        description="Keep each subsequence's stored frames (frames.yuv, scaled to the models' input, and "
-        "frames.json) after it is segmented.",
+        description="Keep each subsequence's frames after it is segmented, as a folder of JPEGs (00000.jpg …, at "
+        "the models' input size, with frames.json giving the source size) in output.work_dir.",
     )
 
 
@@ -470,11 +481,15 @@ class PipelineConfig(_Section):
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _setting(cfg: PipelineConfig, dotted: str) -> bool:
+def _setting(cfg: PipelineConfig, condition: str | tuple[str, ...]) -> bool:
+    """Whether a `Masks` condition holds: ``path`` (a bool setting is on), ``path=value``, or any of several."""
+    if isinstance(condition, tuple):
+        return any(_setting(cfg, c) for c in condition)
+    dotted, sep, expected = condition.partition("=")
     value: Any = cfg
     for part in dotted.split("."):
         value = getattr(value, part)
-    return bool(value)
+    return str(value) == expected if sep else bool(value)
 
 
 def _counts(cfg: PipelineConfig, model: BaseModel, name: str) -> bool:

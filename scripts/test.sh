@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, format check, type check, then pytest (unit, integration and end-to-end tests).
+# The whole test suite: lint, format check, type check, the documentation site, then pytest (unit, integration and end-to-end tests).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,6 @@ cp -rs "$PWD/sam2flow" "$tree/sam2flow"
 cp -rs "$PWD/flows" "$tree/sam2flow/flows"
 cp -rs "$PWD/tasks" "$tree/sam2flow/tasks"
 (cd "$tree" && "$OLDPWD/.venv/bin/mypy" --config-file "$OLDPWD/pyproject.toml" --cache-dir "$OLDPWD/.mypy_cache" -p sam2flow)
+# The documentation site: --strict turns a broken link, a missing anchor or a page left out of the nav into a failure.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$tree/site"
 .venv/bin/python -m pytest -ra --durations=10 "$@"

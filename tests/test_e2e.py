@@ -426,3 +426,22 @@ def test_variable_frame_rate_end_to_end(tmp_path: Path) -> None:
     info = probe(str(video))
     assert info.num_frames == len(times)
     assert np.allclose(frame_times(str(video), info), times, atol=2e-3)
+
+
+def test_jpeg_frame_store_end_to_end(tmp_path: Path) -> None:
+    """`sam2flow run` with video.frame_store=jpeg (real SAM2 reading the JPEG folders) and output.keep_frames: the
+    run completes, its part folder differs from the raw store's, and the kept frames are JPEG folders."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=24, squares=SQUARES)
+    sets = [*SMALL_OVERRIDES, "chunking.length=24", "segmenter.max_objects=1", "render.enabled=false",
+            "report.enabled=false", "video.frame_store=jpeg", "output.keep_frames=true",
+            f"output.work_dir={tmp_path / 'work'}"]  # fmt: skip
+    proc = _cli("run", str(clip), "--config", str(SMOKE), "--out", str(tmp_path / "out"),
+                *(a for s in sets for a in ("--set", s)))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "out").iterdir()
+    assert (run / "_SUCCESS").is_file() and pq.read_metadata(run / "masks.parquet").num_rows > 0
+    raw = small_config("chunking.length=24", "segmenter.max_objects=1")
+    assert json.loads((run / "manifest.json").read_text())["config"]["video"]["frame_store"] == "jpeg"
+    assert raw.digest() != load_config(SMOKE, sets).digest()
+    (kept,) = (tmp_path / "work" / "sam2flow-frames").glob("*/*/00000")
+    assert len(list(kept.glob("*.jpg"))) == 24 and json.loads((kept / "frames.json").read_text())["format"] == "jpeg"

@@ -196,3 +196,64 @@ def test_a_stream_over_a_truncated_file_fails_naming_it(clip: Path, tmp_path: Pa
     with pytest.raises(VideoError, match=r"broken\.mp4"):
         stream.extract(_sub(0, 40), tmp_path / "store")
     assert read_layout(tmp_path / "store") is None and stream.proc is None
+
+
+def test_the_jpeg_store_is_a_folder_sam2_reads_with_the_frames_the_raw_store_holds(clip: Path, tmp_path: Path) -> None:
+    """frame_store jpeg writes 00000.jpg … at the stored size and frames.json with the source size; the frames are
+    the raw store's up to JPEG loss; SAM2's own loader reads the folder; a stream writes the same files as a seek."""
+    from sam2.utils.misc import load_video_frames
+
+    from sam2flow.core.planning import plan_subsequences
+    from sam2flow.io.frames import FrameStore, FrameStream
+
+    info = probe(str(clip))
+    jpeg = FrameStore("jpeg", 2)
+    layout = extract_frames(str(clip), info, _sub(13, 12), tmp_path / "jpeg", limit=128, store=jpeg)
+    extract_frames(str(clip), info, _sub(13, 12), tmp_path / "raw", limit=128)
+    assert layout.format == "jpeg" and sorted(p.name for p in (tmp_path / "jpeg").iterdir()) == [
+        *(f"{k:05d}.jpg" for k in range(12)), "frames.json"
+    ]  # fmt: skip
+    reader, raw = FrameReader(tmp_path / "jpeg"), FrameReader(tmp_path / "raw")
+    assert (reader.count, reader.source_width, reader.source_height) == (12, 320, 240)
+    for k in (0, 11):
+        assert reader.rgb(k).shape == (128, 128, 3) and read_index(cv2.resize(reader.rgb(k), (320, 240))) == 13 + k
+        assert np.abs(reader.rgb(k).astype(int) - raw.rgb(k)).mean() < 3
+    images, height, width = load_video_frames(str(tmp_path / "jpeg"), 64, offload_video_to_cpu=True)
+    assert tuple(images.shape) == (12, 3, 64, 64) and (height, width) == (128, 128)
+    stream = FrameStream(str(clip), info, 128, keep=4, store=jpeg)
+    try:
+        for sub in plan_subsequences(40, 16, 4):
+            stream.extract(sub, tmp_path / "cut")
+            extract_frames(str(clip), info, sub, tmp_path / "sought", limit=128, store=jpeg)
+            for k in range(sub.length):
+                name = f"{k:05d}.jpg"
+                assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "sought" / name).read_bytes(), (sub, k)
+    finally:
+        stream.close()
+
+
+def test_kept_raw_frames_become_a_jpeg_folder(clip: Path, tmp_path: Path) -> None:
+    """A raw store kept after segmentation (output.keep_frames) becomes JPEGs a user can open, frames.json last."""
+    from sam2flow.io.frames import DATA, to_jpeg_folder
+
+    extract_frames(str(clip), probe(str(clip)), _sub(5, 6), tmp_path / "store", limit=128)
+    to_jpeg_folder(tmp_path / "store", 2)
+    assert not (tmp_path / "store" / DATA).exists() and read_layout(tmp_path / "store").format == "jpeg"  # type: ignore[union-attr]
+    image = cv2.imread(str(tmp_path / "store" / "00003.jpg"))
+    assert image.shape == (128, 128, 3) and read_index(cv2.resize(image[:, :, ::-1], (320, 240))) == 8
+
+
+def test_a_jpeg_stream_over_a_truncated_file_fails_and_leaves_no_encoder(clip: Path, tmp_path: Path) -> None:
+    """With the JPEG store, a truncated input still fails naming it, with no ffmpeg left and nothing complete."""
+    import psutil
+
+    from sam2flow.io.frames import FrameStore, FrameStream
+    from sam2flow.io.video import VideoError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    stream = FrameStream(str(broken), probe(str(clip)), 128, keep=4, store=FrameStore("jpeg", 2))
+    with pytest.raises(VideoError, match=r"broken\.mp4"):
+        stream.extract(_sub(0, 40), tmp_path / "store")
+    assert read_layout(tmp_path / "store") is None and stream.proc is None
+    assert not [p for p in psutil.Process().children() if p.name() == "ffmpeg"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,29 @@ def test_tests_are_documented_and_share_helpers_through_helper_modules() -> None
     stages -= {"__init__", "__pycache__"}
     assert stages == {"prepare", "finetune", "extract", "segment", "stitch", "render", "finalize"}
     assert all((tests / f"test_{stage}.py").is_file() for stage in stages)
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The heading anchors of a Markdown page, as GitHub and MkDocs make them."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            text = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower().replace("`", ""))
+            out.add(text.replace(" ", "-"))
+    return out
+
+
+def test_the_readme_links_to_pages_and_anchors_that_exist() -> None:
+    """Every relative link in README.md names a file of the repository, and a heading of it where it names one (the
+    docs site's own links are checked by `mkdocs build --strict` in scripts/test.sh)."""
+    readme = (ROOT / "README.md").read_text()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        page = ROOT / path if path else ROOT / "README.md"
+        if not page.exists() or (anchor and anchor not in _anchors(page.read_text())):
+            broken.append(target)
+    assert broken == []
+    assert len(readme.splitlines()) <= 250, "the README is the door; the manual is the docs site"

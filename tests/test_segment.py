@@ -3,6 +3,7 @@ its part file written and its frames released. The models are test doubles built
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,9 +60,12 @@ def test_each_subsequence_on_a_worker_that_keeps_its_models(doubles: None, tmp_p
     assert again.reused and again.rows is None
 
 
-def test_kept_frames_stay(doubles: None, tmp_path: Path) -> None:
-    """With output.keep_frames the stored frames stay after segmentation."""
-    job, cfg = _job(tmp_path, "output.keep_frames=true")
+@pytest.mark.parametrize("store", ["raw", "jpeg"])
+def test_kept_frames_stay_as_jpegs(doubles: None, tmp_path: Path, store: str) -> None:
+    """With output.keep_frames the frames stay after segmentation as a folder of JPEGs, from either store."""
+    job, cfg = _job(tmp_path, "output.keep_frames=true", f"video.frame_store={store}")
     extract(job, 0, cfg)
-    stage.segment(job, 0, cfg)
-    assert (job.frames_dir(0) / "frames.json").is_file()
+    assert stage.segment(job, 0, cfg).objects == 2
+    layout = json.loads((job.frames_dir(0) / "frames.json").read_text())
+    assert layout["format"] == "jpeg" and len(list(job.frames_dir(0).glob("*.jpg"))) == job.plan[0].length
+    assert not (job.frames_dir(0) / "frames.yuv").exists()

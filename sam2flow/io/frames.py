@@ -1,10 +1,14 @@
-"""A subsequence's frames as the pipeline stores them between extraction and segmentation: raw YUV 4:2:0 frames no
-larger than the model's input in either dimension (``frames.yuv``), described by ``frames.json``.
+"""A subsequence's frames as the pipeline stores them between extraction and segmentation, no larger than the
+model's input in either dimension, described by ``frames.json`` (written last, with the source size: masks, boxes
+and prompts stay in source pixels). Two stores (`FrameStore`):
+
+- ``raw``: the frames as raw YUV 4:2:0 in one file (``frames.yuv``);
+- ``jpeg``: a folder of ``00000.jpg …`` (what SAM2's own predictor and the long-video scripts read).
 
 SAM2 resizes every frame to its square input anyway, so frames are scaled once by ffmpeg while decoding (cheap in
-YUV) instead of being written as full-size JPEGs that are decoded and shrunk again. ``frames.json`` keeps the source
-size: masks, boxes and prompts stay in source pixels. A folder of JPEGs (``00000.jpg …``, e.g. written by the
-studio or for fine-tuning) is read too.
+YUV) instead of being written at full size and shrunk again. Both stores come from the same decoded YUV frames; the
+JPEGs are encoded from them by one ffmpeg encoder, so a stream and a seek write the same files. A folder of JPEGs
+without ``frames.json`` (e.g. written by the studio or for fine-tuning) is read too.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import errno
 import json
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,11 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.core.types import Subsequence
-from sam2flow.io.video import VideoError, VideoProbe, _command, _range_input, extraction_error
+from sam2flow.io.video import VideoError, VideoProbe, _command, _range_input, extraction_error, require_binary
 
 LAYOUT = "frames.json"
 DATA = "frames.yuv"
+JPEG = "%05d.jpg"
 SAM2_INPUT_SIZE = 1024
 """The input size of every SAM2 and SAM2.1 model config (`segmenter.image_size` rebuilds a model for another)."""
 
@@ -41,10 +46,58 @@ class StoredFrames:
     source_width: int
     source_height: int
     format: str = "yuv420p"
+    """``yuv420p`` (raw, in ``frames.yuv``) or ``jpeg`` (``00000.jpg …``)."""
 
     @property
     def frame_bytes(self) -> int:
         return self.width * self.height * 3 // 2
+
+
+@dataclass(frozen=True)
+class FrameStore:
+    """How extracted frames are stored: ``raw`` YUV or ``jpeg`` files of ffmpeg quality ``quality`` (-q:v)."""
+
+    kind: str = "raw"
+    quality: int = 2
+
+    @classmethod
+    def of(cls, cfg: PipelineConfig) -> FrameStore:
+        return cls(cfg.video.frame_store, cfg.video.jpeg_quality)
+
+
+RAW = FrameStore()
+
+
+def _jpeg_encoder(out_dir: Path, width: int, height: int, quality: int, stdin: Any) -> subprocess.Popen[bytes]:
+    """ffmpeg turning raw YUV 4:2:0 frames from ``stdin`` into ``out_dir/00000.jpg …``."""
+    cmd = [require_binary("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+           "-s", f"{width}x{height}", "-i", "pipe:", "-q:v", str(quality), "-start_number", "0", "-f", "image2",
+           str(out_dir / JPEG)]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _finish(out_dir: Path, layout: StoredFrames, what: str) -> StoredFrames:
+    """Check that ``layout.count`` frames were stored, then write ``frames.json`` (last)."""
+    written = (
+        len(list(out_dir.glob("*.jpg")))
+        if layout.format == "jpeg"
+        else (out_dir / DATA).stat().st_size // layout.frame_bytes
+    )
+    if written != layout.count:
+        raise VideoError(
+            f"extracting {what} gave {written} frames, expected {layout.count}; the file may be truncated or have a "
+            "variable frame rate that ffprobe misreports"
+        )
+    (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
+    return layout
+
+
+def _clear(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / LAYOUT).unlink(missing_ok=True)
+    (out_dir / DATA).unlink(missing_ok=True)
+    for stale in out_dir.glob("*.jpg"):
+        stale.unlink()
 
 
 def frame_limit(cfg: PipelineConfig) -> int:
@@ -76,33 +129,60 @@ def _scaled_input(video: str, info: VideoProbe, start: int, count: int | None, w
     return stream
 
 
-def extract_frames(video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, limit: int) -> StoredFrames:
-    """Decode the subsequence's frames (frame-accurate, see `_range_input`) into ``out_dir/frames.yuv``, scaled so
-    that neither dimension exceeds ``limit``, and describe them in ``frames.json`` (written last).
+def extract_frames(
+    video: str, info: VideoProbe, sub: Subsequence, out_dir: Path, limit: int, store: FrameStore = RAW
+) -> StoredFrames:
+    """Decode the subsequence's frames (frame-accurate, see `_range_input`) into ``out_dir``, scaled so that neither
+    dimension exceeds ``limit``, in the ``store`` format, and describe them in ``frames.json`` (written last).
 
     Raises:
         VideoError: If ffmpeg fails or writes a different number of frames.
         StorageError: If the disk is full.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / LAYOUT).unlink(missing_ok=True)
+    _clear(out_dir)
     width, height = stored_size(info.width, info.height, limit)
+    jpeg = store.kind == "jpeg"
+    target = "pipe:" if jpeg else str(out_dir / DATA)
     stream = _scaled_input(video, info, sub.start, sub.length, width, height).output(
-        str(out_dir / DATA), format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough", **{"frames:v": sub.length}
+        target, format="rawvideo", pix_fmt="yuv420p", fps_mode="passthrough", **{"frames:v": sub.length}
     )
-    proc = subprocess.run(_command(stream), capture_output=True, text=True)
-    what = f"frames {sub.start}-{sub.stop - 1} of {video}"
-    if proc.returncode != 0:
-        raise extraction_error(video, sub, out_dir, proc.stderr)
-    layout = StoredFrames(sub.length, width, height, info.width, info.height)
-    written = (out_dir / DATA).stat().st_size // layout.frame_bytes
-    if written != sub.length:
-        raise VideoError(
-            f"extracting {what} gave {written} frames, expected {sub.length}; the file may be truncated or have a "
-            "variable frame rate that ffprobe misreports"
-        )
-    (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
-    return layout
+    if jpeg:
+        code, stderr = _decode_to_jpegs(_command(stream), out_dir, width, height, store.quality)
+    else:
+        proc = subprocess.run(_command(stream), capture_output=True, text=True)
+        code, stderr = proc.returncode, proc.stderr
+    if code != 0:
+        raise extraction_error(video, sub, out_dir, stderr)
+    layout = StoredFrames(sub.length, width, height, info.width, info.height, "jpeg" if jpeg else "yuv420p")
+    return _finish(out_dir, layout, f"frames {sub.start}-{sub.stop - 1} of {video}")
+
+
+def _decode_to_jpegs(decode: list[str], out_dir: Path, width: int, height: int, quality: int) -> tuple[int, str]:
+    """Run the decoder ``decode`` (raw YUV to its stdout) into the JPEG encoder; their exit code and errors."""
+    decoder = subprocess.Popen(decode, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert decoder.stdout is not None and decoder.stderr is not None
+    encoder = _jpeg_encoder(out_dir, width, height, quality, decoder.stdout)
+    decoder.stdout.close()  # the encoder holds the pipe now
+    encoder_errors = encoder.communicate()[1]
+    decoder_errors = decoder.stderr.read()
+    decoder.stderr.close()
+    code = decoder.wait() or encoder.returncode
+    return code, (decoder_errors + encoder_errors).decode(errors="replace")
+
+
+def to_jpeg_folder(frames_dir: Path, quality: int) -> None:
+    """Turn a raw store into a folder of JPEGs (what ``output.keep_frames`` keeps: files a user can open)."""
+    layout = read_layout(frames_dir)
+    if layout is None or layout.format == "jpeg":
+        return
+    (frames_dir / LAYOUT).unlink()
+    with open(frames_dir / DATA, "rb") as raw:
+        encoder = _jpeg_encoder(frames_dir, layout.width, layout.height, quality, raw)
+        stderr = encoder.communicate()[1].decode(errors="replace")
+    if encoder.returncode:
+        raise VideoError(f"the frames in {frames_dir} could not be written as JPEGs: {stderr.strip()[-500:]}")
+    (frames_dir / DATA).unlink()
+    _finish(frames_dir, replace(layout, format="jpeg"), f"the frames in {frames_dir}")
 
 
 class FrameStream:
@@ -114,8 +194,8 @@ class FrameStream:
     SKIP = 256
     """Frames the stream decodes and drops to reach a later start, before it seeks instead."""
 
-    def __init__(self, video: str, info: VideoProbe, limit: int, keep: int) -> None:
-        self.video, self.info, self.keep = video, info, keep
+    def __init__(self, video: str, info: VideoProbe, limit: int, keep: int, store: FrameStore = RAW) -> None:
+        self.video, self.info, self.keep, self.store = video, info, keep, store
         self.width, self.height = stored_size(info.width, info.height, limit)
         self.frame_bytes = stored_bytes(info.width, info.height, limit)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -153,22 +233,38 @@ class FrameStream:
             self._open(sub.start)
         while self.next < sub.start:
             self._read(sub, out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / LAYOUT).unlink(missing_ok=True)
+        _clear(out_dir)
+        jpeg = self.store.kind == "jpeg"
         try:
-            with open(out_dir / DATA, "wb") as out:
-                for frame, data in list(self.tail):
-                    if sub.start <= frame < sub.stop:
-                        out.write(data)
-                while self.next < sub.stop:
-                    out.write(self._read(sub, out_dir))
+            if jpeg:
+                encoder = _jpeg_encoder(out_dir, self.width, self.height, self.store.quality, subprocess.PIPE)
+                assert encoder.stdin is not None
+                try:
+                    self._write(sub, out_dir, encoder.stdin)
+                except BaseException:
+                    encoder.kill()
+                    encoder.communicate()
+                    raise
+                stderr = encoder.communicate()[1].decode(errors="replace")  # closes its stdin: the end of the frames
+                if encoder.returncode:
+                    raise extraction_error(self.video, sub, out_dir, stderr)
+            else:
+                with open(out_dir / DATA, "wb") as out:
+                    self._write(sub, out_dir, out)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
             raise extraction_error(self.video, sub, out_dir, "No space left on device") from exc
-        layout = StoredFrames(sub.length, self.width, self.height, self.info.width, self.info.height)
-        (out_dir / LAYOUT).write_text(json.dumps(asdict(layout)))
-        return layout
+        layout = StoredFrames(sub.length, self.width, self.height, self.info.width, self.info.height,
+                              "jpeg" if jpeg else "yuv420p")  # fmt: skip
+        return _finish(out_dir, layout, f"frames {sub.start}-{sub.stop - 1} of {self.video}")
+
+    def _write(self, sub: Subsequence, out_dir: Path, out: Any) -> None:
+        for frame, data in list(self.tail):
+            if sub.start <= frame < sub.stop:
+                out.write(data)
+        while self.next < sub.stop:
+            out.write(self._read(sub, out_dir))
 
     def close(self) -> None:
         if self.proc is not None:
@@ -193,6 +289,13 @@ class FrameReader:
 
     def __init__(self, frames_dir: Path) -> None:
         self.layout = read_layout(frames_dir)
+        if self.layout is not None and self.layout.format == "jpeg":
+            self._yuv = None
+            self._jpegs = sorted(frames_dir.glob("*.jpg"))
+            self.count, self.source_width, self.source_height = (
+                self.layout.count, self.layout.source_width, self.layout.source_height,
+            )  # fmt: skip
+            return
         if self.layout is not None:
             lay = self.layout
             shape = (lay.count, lay.height * 3 // 2, lay.width)

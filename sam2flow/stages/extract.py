@@ -12,7 +12,7 @@ import time
 
 from sam2flow.config import PipelineConfig
 from sam2flow.control import stopping
-from sam2flow.io.frames import FrameStream, extract_frames, frame_limit
+from sam2flow.io.frames import FrameStore, FrameStream, extract_frames, frame_limit
 from sam2flow.job import VideoJob
 from sam2flow.results import ExtractResult
 
@@ -36,7 +36,7 @@ def extract(job: VideoJob, index: int, cfg: PipelineConfig, stream: bool = True)
         if stream and cfg.runtime.extract_workers == 1:
             _decoder(job, cfg, limit).extract(sub, folder)
         else:
-            extract_frames(job.local_video, job.info, sub, folder, limit)
+            extract_frames(job.local_video, job.info, sub, folder, limit, FrameStore.of(cfg))
         return ExtractResult(index, skipped=False, seconds=time.perf_counter() - t0)
     finally:
         if index == len(job.plan) - 1:
@@ -46,7 +46,9 @@ def extract(job: VideoJob, index: int, cfg: PipelineConfig, stream: bool = True)
 def _decoder(job: VideoJob, cfg: PipelineConfig, limit: int) -> FrameStream:
     with _DECODERS_LOCK:
         if job.work_dir not in _DECODERS:
-            _DECODERS[job.work_dir] = FrameStream(job.local_video, job.info, limit, cfg.chunking.overlap)
+            _DECODERS[job.work_dir] = FrameStream(
+                job.local_video, job.info, limit, cfg.chunking.overlap, FrameStore.of(cfg)
+            )
         return _DECODERS[job.work_dir]
 
 

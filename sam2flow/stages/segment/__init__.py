@@ -19,6 +19,7 @@ from sam2flow.config import PipelineConfig
 from sam2flow.control import stopping
 from sam2flow.control.runtime import WorkerSlot, detector_on, pool_for, release_free_memory, segmenter_on
 from sam2flow.io import storage
+from sam2flow.io.frames import to_jpeg_folder
 from sam2flow.job import VideoJob
 from sam2flow.models.detector import StoredFrameDetector
 from sam2flow.results import SegmentResult, SegmentStats
@@ -64,7 +65,9 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:
         started = time.time()
         stats = slot.run(_segment_on_worker, slot, job, index, cfg)
         held = (round(started, 3), round(time.time(), 3))
-    if not cfg.output.keep_frames:
+    if cfg.output.keep_frames:
+        to_jpeg_folder(job.frames_dir(index), cfg.video.jpeg_quality)  # files a user can open
+    else:
         shutil.rmtree(job.frames_dir(index), ignore_errors=True)
     rss = _rss_mib()
     log.info(
