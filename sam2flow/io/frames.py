@@ -289,25 +289,21 @@ class FrameReader:
 
     def __init__(self, frames_dir: Path) -> None:
         self.layout = read_layout(frames_dir)
-        if self.layout is not None and self.layout.format == "jpeg":
-            self._yuv = None
-            self._jpegs = sorted(frames_dir.glob("*.jpg"))
-            self.count, self.source_width, self.source_height = (
-                self.layout.count, self.layout.source_width, self.layout.source_height,
-            )  # fmt: skip
-            return
-        if self.layout is not None:
-            lay = self.layout
+        self._yuv: np.ndarray | None = None
+        self._jpegs: list[Path] = []
+        lay = self.layout
+        if lay is not None and lay.format != "jpeg":
             shape = (lay.count, lay.height * 3 // 2, lay.width)
-            self._yuv: np.ndarray | None = np.memmap(frames_dir / DATA, np.uint8, "r", shape=shape)
+            self._yuv = np.memmap(frames_dir / DATA, np.uint8, "r", shape=shape)
+        else:
+            self._jpegs = sorted(frames_dir.glob("*.jpg"))
+            if not self._jpegs:
+                raise FileNotFoundError(f"no frames in {frames_dir} (neither {LAYOUT} nor JPEGs)")
+        if lay is not None:  # the stored size may be smaller than the source's
             self.count, self.source_width, self.source_height = lay.count, lay.source_width, lay.source_height
-            return
-        self._yuv = None
-        self._jpegs = sorted(frames_dir.glob("*.jpg"))
-        if not self._jpegs:
-            raise FileNotFoundError(f"no frames in {frames_dir} (neither {LAYOUT} nor JPEGs)")
-        self.count = len(self._jpegs)
-        self.source_height, self.source_width = _jpeg_size(self._jpegs[0])
+        else:  # JPEGs written by others: their own size is the source size
+            self.count = len(self._jpegs)
+            self.source_height, self.source_width = _jpeg_size(self._jpegs[0])
 
     def rgb(self, index: int) -> np.ndarray:
         """Frame ``index`` (local) as RGB at its stored size."""
