@@ -367,7 +367,8 @@ def replayed_job(scene: Scene, folder: Path, frames: int, *overrides: str) -> tu
 
     clip = write_clip(folder / "clip.mp4", frames, scene.width, scene.height, squares=scene.squares)
     sets = ["chunking.length=32", "chunking.overlap=16", "detector.detect_every=16", "prompts=[]",
-            "segmenter.max_objects=8", "runtime.device=cpu", *overrides]  # fmt: skip
+            "segmenter.max_objects=8", "runtime.device=cpu", f"output.work_dir={folder / 'work'}",
+            *overrides]  # fmt: skip
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml", sets)
     job = prepare(str(clip), str(folder / "out"), cfg)
     for sub in job.plan:

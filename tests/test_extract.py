@@ -19,7 +19,7 @@ from tests.synth import read_index, write_clip
 @pytest.fixture()
 def job_and_config(tmp_path: Path):  # type: ignore[no-untyped-def]
     clip = write_clip(tmp_path / "clip.mp4", frames=40, squares=SQUARES)
-    cfg = load_config(SMOKE, ["chunking.length=24", "chunking.overlap=16"])
+    cfg = load_config(SMOKE, ["chunking.length=24", "chunking.overlap=16", f"output.work_dir={tmp_path / 'work'}"])
     return prepare(str(clip), str(tmp_path / "out"), cfg), cfg
 
 

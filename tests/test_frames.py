@@ -250,10 +250,14 @@ def test_a_jpeg_stream_over_a_truncated_file_fails_and_leaves_no_encoder(clip: P
     from sam2flow.io.frames import FrameStore, FrameStream
     from sam2flow.io.video import VideoError
 
+    def ffmpegs() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"}
+
+    before = ffmpegs()
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
     stream = FrameStream(str(broken), probe(str(clip)), 128, keep=4, store=FrameStore("jpeg", 2))
     with pytest.raises(VideoError, match=r"broken\.mp4"):
         stream.extract(_sub(0, 40), tmp_path / "store")
     assert read_layout(tmp_path / "store") is None and stream.proc is None
-    assert not [p for p in psutil.Process().children() if p.name() == "ffmpeg"]
+    assert ffmpegs() <= before

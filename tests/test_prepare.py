@@ -42,7 +42,8 @@ def test_prepare_plans_and_records_the_input_absolute(tmp_path: Path, monkeypatc
     the work folder is the run's own and not made yet."""
     write_clip(tmp_path / "clip.mp4", frames=40, squares=SQUARES)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(SMOKE, ["chunking.length=24", "chunking.overlap=16", "video.max_frames=36"])
+    sets = ["chunking.length=24", "chunking.overlap=16", "video.max_frames=36", f"output.work_dir={tmp_path / 'w'}"]
+    cfg = load_config(SMOKE, sets)
     job = prepare("clip.mp4", "out", cfg)
     assert job.video == job.local_video == str(tmp_path / "clip.mp4")
     assert [(s.start, s.stop) for s in job.plan] == [(0, 24), (8, 32), (16, 36)] and job.num_frames == 36

@@ -12,7 +12,7 @@ import pytest
 
 from sam2flow.config import load_config
 from sam2flow.stages import segment as stage
-from sam2flow.stages.extract import extract
+from sam2flow.stages.extract import close_decoder, extract
 from sam2flow.stages.prepare import prepare
 from tests.scene_doubles import FRAMES, HEIGHT, SCENE, WIDTH, SceneDetector, SceneSegmenter
 from tests.smoke import SMOKE
@@ -39,7 +39,8 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _job(tmp_path: Path, *overrides: str):  # type: ignore[no-untyped-def]
     clip = write_clip(tmp_path / "clip.mp4", FRAMES, WIDTH, HEIGHT, squares=SCENE.squares)
     sets = ["chunking.length=24", "chunking.overlap=16", "detector.detect_every=8", "prompts=[]",
-            "runtime.device=cpu", "runtime.torch_threads=1", *overrides]  # fmt: skip
+            "runtime.device=cpu", "runtime.torch_threads=1", f"output.work_dir={tmp_path / 'work'}",
+            *overrides]  # fmt: skip
     cfg = load_config(SMOKE, sets)
     return prepare(str(clip), str(tmp_path / "out"), cfg), cfg
 
@@ -65,6 +66,7 @@ def test_kept_frames_stay_as_jpegs(doubles: None, tmp_path: Path, store: str) ->
     """With output.keep_frames the frames stay after segmentation as a folder of JPEGs, from either store."""
     job, cfg = _job(tmp_path, "output.keep_frames=true", f"video.frame_store={store}")
     extract(job, 0, cfg)
+    close_decoder(job)  # the other subsequences are not extracted here
     assert stage.segment(job, 0, cfg).objects == 2
     layout = json.loads((job.frames_dir(0) / "frames.json").read_text())
     assert layout["format"] == "jpeg" and len(list(job.frames_dir(0).glob("*.jpg"))) == job.plan[0].length
