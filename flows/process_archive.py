@@ -19,9 +19,16 @@ from sam2flow.control import stopping
 from sam2flow.control.runtime import pool_for
 from sam2flow.control.scheduling import Backlog, Ticket, admitted
 from sam2flow.flows.process_video import process_video
-from sam2flow.sources.archive import VideoReport, artifact_slug, list_videos, process_one, summary_markdown
+from sam2flow.sources.archive import (
+    VideoReport,
+    artifact_slug,
+    list_videos,
+    process_one,
+    review_first,
+    summary_markdown,
+)
 
-SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "seconds", "out_dir", "reason")
+SUMMARY_COLUMNS = ("video", "status", "tracks", "frames", "review_open", "review_top", "seconds", "out_dir", "reason")
 MAX_IN_FLIGHT = 16
 """Videos of one archive run at once at most (each is a subflow holding a thread of the flow's task runner)."""
 
@@ -97,6 +104,11 @@ def process_archive(
         key="archive-summary",
         description=f"process_archive {source} ({pattern})",
     )
+    worst = review_first(reports)
+    if worst:
+        create_table_artifact(
+            table=worst, key="archive-review", description=f"Videos of {source} to review first (worst first)"
+        )
     counts = {s: sum(r.status == s for r in reports) for s in ("done", "skipped", "failed")}
     message = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed of {len(videos)}"
     logger.info(message)

@@ -217,8 +217,20 @@ def archive(
         colour = {"done": typer.colors.GREEN, "skipped": typer.colors.BLUE}.get(r.status, typer.colors.RED)
         detail = r.out_dir if r.status != "failed" else r.reason
         typer.secho(f"{r.status:8} {r.video}  {detail}", fg=colour)
+    _review_first(outcome.reports)
     typer.echo(outcome.message)
     raise typer.Exit(code=1 if any(r.status == "failed" for r in outcome.reports) else 0)
+
+
+def _review_first(reports: list[Any]) -> None:
+    """Print the finished videos worst first by their review lists (at most 10)."""
+    from sam2flow.sources.archive import review_first
+
+    worst = review_first(reports)
+    if worst:
+        typer.echo("review first (highest open review score):")
+    for row in worst[:10]:
+        typer.echo(f"  {row['top_score']:.2f} {row['top_kind'] or '-':9} {row['open_items']:>4} open  {row['review']}")
 
 
 @app.command()
@@ -335,6 +347,56 @@ def evaluate(
         typer.echo(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")
     if json_out is not None:
         json_out.write_text(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def review(
+    run_dir: Annotated[str, typer.Argument(help="The output folder of a run: OUT/<video_id> (local path or URI).")],
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many items to show.")] = 20,
+    all_items: Annotated[bool, typer.Option("--all", help="Also show items already marked reviewed.")] = False,
+    mark: Annotated[
+        list[str] | None, typer.Option("--mark", help="Mark the item with this key reviewed (repeatable).")
+    ] = None,
+    unmark: Annotated[
+        list[str] | None, typer.Option("--unmark", help="Take the reviewed mark off this item (repeatable).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the items as JSON lines instead.")] = False,
+) -> None:
+    """Show the run's review list: the moments most likely wrong, best first (from review.parquet).
+
+    Each item gives its rank, score (0-1, how likely an error), kind, frames, tracks and the evidence. Marks are kept
+    in the run's corrections.yaml, so they survive `sam2flow stitch`.
+    """
+    from dataclasses import asdict
+
+    from sam2flow.readers.review import read_review
+    from sam2flow.stages.stitch.review import set_reviewed
+
+    try:
+        if mark:
+            set_reviewed(run_dir, list(mark), True)
+        if unmark:
+            set_reviewed(run_dir, list(unmark), False)
+        rows = read_review(run_dir)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    shown = [r for r in rows if all_items or not r.reviewed][:top]
+    if json_out:
+        for r in shown:
+            typer.echo(json.dumps(asdict(r)))
+        return
+    done = sum(r.reviewed for r in rows)
+    typer.echo(f"{len(rows)} item(s), {done} reviewed; showing {len(shown)}")
+    typer.echo(f"{'rank':>4} {'score':>5} {'kind':9} {'frames':>13} {'time':>8} {'tracks':9} evidence")
+    for r in shown:
+        frames = f"{r.frame_start}-{r.frame_stop - 1}"
+        tracks = ",".join(map(str, r.track_ids)) or "-"
+        flag = "✓ " if r.reviewed else ""
+        typer.echo(
+            f"{r.rank:>4} {r.score:5.2f} {r.kind:9} {frames:>13} {r.time_start:7.1f}s {tracks:9} {flag}{r.evidence}"
+        )
+    if shown:
+        typer.echo(f"mark one reviewed: sam2flow review {run_dir} --mark '{shown[0].key}'")
 
 
 @app.command()

@@ -358,6 +358,9 @@ class ReportConfig(_Section):
 
     enabled: bool = Field(True, description="Write the report when a video is done.")
     contact_sheet_frames: int = Field(12, ge=1, le=64, description="Evenly spaced annotated frames on the sheet.")
+    review_items: int = Field(
+        8, ge=0, le=100, description="Items of the review list shown first, each with a strip of frames around it."
+    )
     max_tracks: int = Field(
         60, ge=1, le=1000, description="The timeline and the track table show at most this many (longest) tracks."
     )

@@ -16,7 +16,14 @@ from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
 from sam2flow.io.video import VideoProbe
 
-OUTPUT_FILES = ("masks.parquet", "tracks.parquet", "timestamps.parquet", "annotated.mp4", "manifest.json")
+OUTPUT_FILES = (
+    "masks.parquet",
+    "tracks.parquet",
+    "review.parquet",
+    "timestamps.parquet",
+    "annotated.mp4",
+    "manifest.json",
+)
 EVENTS = "events.parquet"  # only with zones
 REPORT_PAGE = "report/report.html"  # unless report.enabled is off
 SUCCESS = "_SUCCESS"

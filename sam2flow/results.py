@@ -130,6 +130,16 @@ class EventsResult:
 
 
 @dataclass(frozen=True)
+class ReviewResult:
+    """The run's review list: how many items, the highest score, how many the user marked reviewed."""
+
+    items: int
+    top_score: float
+    reviewed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class StitchResult:
     """The stitched tables: how many tracks and rows, and how many matches joined subsequences."""
 
@@ -140,6 +150,8 @@ class StitchResult:
     seconds: float = 0.0
     events: EventsResult | None = None
     """With zones: the events written to events.parquet."""
+    review: ReviewResult | None = None
+    """The review list written to review.parquet."""
 
 
 @dataclass(frozen=True)

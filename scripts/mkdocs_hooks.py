@@ -11,6 +11,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 INCLUDE = re.compile(r"^\{\{ include (?P<file>[\w.]+)(?:#(?P<section>[\w-]+))? \}\}$", re.M)
 SITE = {"#outputs": "outputs.md", "#configuration": "configuration.md", "#commands": "commands.md",
+        "#where-to-look-first": "review.md",
         "BENCHMARKS.md": "benchmark-results.md", "README.md": "index.md"}  # fmt: skip
 """Where a README link that is not a docs/ page goes on the site."""
 

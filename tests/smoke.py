@@ -38,7 +38,15 @@ def small_config(*extra: str) -> PipelineConfig:
 
 def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  # type: ignore[type-arg]
     """Every output exists and is consistent; returns the manifest."""
-    for name in ("masks.parquet", "tracks.parquet", "annotated.mp4", "manifest.json", "report/report.html", "_SUCCESS"):
+    names = (
+        "masks.parquet",
+        "tracks.parquet",
+        "review.parquet",
+        "annotated.mp4",
+        "manifest.json",
+        "report/report.html",
+    )
+    for name in (*names, "_SUCCESS"):
         assert (out_dir / name).is_file(), name
     manifest = json.loads((out_dir / "manifest.json").read_text())
     src = probe(str(source))

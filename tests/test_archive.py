@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import fsspec
@@ -53,7 +54,8 @@ def test_list_videos_local_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_path: Path) -> None:
-    """An archive run finishes the good videos, reports the corrupt one alone, and skips finished ones next time."""
+    """An archive run finishes the good videos, reports the corrupt one alone, lists the finished ones worst review
+    score first, and skips finished ones next time."""
     from sam2flow.flows.process_archive import process_archive
 
     archive, cfg = make_archive(tmp_path)
@@ -79,6 +81,12 @@ def test_archive_flow_reports_skips_and_fails_alone(prefect_harness: None, tmp_p
     assert len(runs) == 1 + 3, "one process_video subflow per video"
     table = [a for a in arts if a.key == "archive-summary"]
     assert len(table) == 1 and table[0].type == "table"
+    worst = [a for a in arts if a.key == "archive-review"]  # the finished videos, worst review score first
+    assert len(worst) == 1 and worst[0].type == "table"
+    rows = json.loads(worst[0].data) if isinstance(worst[0].data, str) else worst[0].data
+    scores = [r["top_score"] for r in rows]
+    assert len(rows) == 2 and scores == sorted(scores, reverse=True)
+    assert {r["items"] for r in rows} == {reports[n].review_items for n in ("a.mp4", "b.mp4")}
     notes = [a for a in arts if a.type == "markdown" and a.key.startswith("video-")]
     assert len(notes) == 3 and any("**failed**" in str(a.data) for a in notes)
     reports = [a for a in arts if a.type == "markdown" and a.key.startswith("report-")]

@@ -33,8 +33,8 @@ def test_finalize_writes_the_manifest_and_success_last(tmp_path: Path) -> None:
     manifest = read_manifest(job.out_dir)
     assert manifest.stages == stages and manifest.config == cfg and manifest.input == job.video
     assert manifest.subsequences == list(job.plan) and manifest.config_digest == job.config_digest
-    assert set(manifest.outputs) == {"masks.parquet", "tracks.parquet", "timestamps.parquet", "annotated.mp4",
-                                     "manifest.json", "report/report.html"}  # fmt: skip
+    assert set(manifest.outputs) == {"masks.parquet", "tracks.parquet", "review.parquet", "timestamps.parquet",
+                                     "annotated.mp4", "manifest.json", "report/report.html"}  # fmt: skip
     assert Path(job.output("_SUCCESS")).is_file() and Path(job.output("report/report.html")).is_file()
     assert not Path(job.work_dir).exists() and not Path(job.work_dir).parent.exists()
 

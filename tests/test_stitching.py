@@ -20,8 +20,9 @@ from sam2flow.core.stitching import (
     MatchRule,
     ObjectRef,
     PairMatch,
+    joined,
     link_subsequence,
-    match_boundary,
+    propose_boundary,
 )
 from sam2flow.core.types import LocalObjId
 from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
@@ -148,7 +149,7 @@ def test_match_boundary_table(left, right, threshold, rule, expected) -> None:  
     lft = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in left.items()}
     rgt = {f: {LocalObjId(o): enc[n] for o, n in objs.items()} for f, objs in right.items()}
     frames = sorted({*left, *right})
-    got = match_boundary(0, 1, lft, rgt, frames, 4, 10, MatchRule(threshold, *rule))
+    got = joined(propose_boundary(0, 1, lft, rgt, frames, 4, 10, MatchRule(threshold, *rule)))
     assert [(m.left[1], m.right[1]) for m in got] == expected
 
 

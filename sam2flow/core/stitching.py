@@ -98,7 +98,19 @@ def mean_overlap_iou(
     return left_ids, right_ids, mean
 
 
-def match_boundary(
+@dataclass(frozen=True)
+class Proposal:
+    """A pair the Hungarian assignment proposed across one boundary, whether the rule joins it or not."""
+
+    left: ObjectRef
+    right: ObjectRef
+    iou: float
+    alternative: float
+    """The best IoU either object has with another object of the other side."""
+    joined: bool
+
+
+def propose_boundary(
     left_index: int,
     right_index: int,
     left: FrameObjects,
@@ -107,17 +119,23 @@ def match_boundary(
     height: int,
     width: int,
     rule: MatchRule,
-) -> list[PairMatch]:
-    """One-to-one matches across one boundary (Hungarian assignment on mean overlap IoU) that ``rule`` joins."""
+) -> list[Proposal]:
+    """Every pair of the one-to-one assignment on mean overlap IoU across one boundary, each marked joined or not
+    by ``rule`` (`joined` keeps the matches; the review list looks at all of them)."""
     left_ids, right_ids, iou = mean_overlap_iou(left, right, frames, height, width)
     if iou.size == 0:
         return []
-    rows, cols = linear_sum_assignment(iou, maximize=True)
-    return [
-        PairMatch((left_index, left_ids[r]), (right_index, right_ids[c]), float(iou[r, c]))
-        for r, c in zip(rows, cols)
-        if rule.joins(float(iou[r, c]), _best_alternative(iou, r, c))
-    ]
+    out = []
+    for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
+        value, alternative = float(iou[r, c]), _best_alternative(iou, r, c)
+        joined = rule.joins(value, alternative)
+        out.append(Proposal((left_index, left_ids[r]), (right_index, right_ids[c]), value, alternative, joined))
+    return out
+
+
+def joined(proposals: Iterable[Proposal]) -> list[PairMatch]:
+    """The matches of a boundary: the proposed pairs the rule joins."""
+    return [PairMatch(p.left, p.right, p.iou) for p in proposals if p.joined]
 
 
 def _best_alternative(iou: np.ndarray, r: int, c: int) -> float:

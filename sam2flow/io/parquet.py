@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +30,9 @@ UNITS = {
     "mean_score": "probability in [0, 1]",
     "x": "px",
     "y": "px",
+    "frame_start": "frame index from 0",
+    "frame_stop": "frame index from 0 (excluded)",
+    "time_start": "s (seconds from the first frame)",
 }
 """The unit of each numeric column, stored in every schema's field metadata (``unit``) and listed in the README."""
 
@@ -108,6 +111,30 @@ EVENTS_SCHEMA = pa.schema(
 """Zone enter/exit events, sorted by (frame, zone, track_id)."""
 
 
+REVIEW_SCHEMA = pa.schema(
+    [
+        _f("video_id", pa.string()),
+        pa.field("rank", pa.int32(), nullable=False, metadata={"meaning": "1 = look first"}),
+        pa.field("kind", pa.string(), nullable=False, metadata={"meaning": "what was seen (see the README's list)"}),
+        _f("frame_start", pa.int64()),
+        _f("frame_stop", pa.int64()),
+        _f("time_start", pa.float64()),
+        pa.field("track_ids", pa.list_(pa.int32()), nullable=False, metadata={"meaning": "the tracks involved"}),
+        pa.field(
+            "score",
+            pa.float32(),
+            nullable=False,
+            metadata={"unit": "0-1", "meaning": "how likely this is an error (1 = surely)"},
+        ),
+        pa.field("evidence", pa.string(), nullable=False, metadata={"meaning": "what was seen, with the numbers"}),
+        pa.field("key", pa.string(), nullable=False, metadata={"meaning": "the item's name in corrections.yaml"}),
+        pa.field("reviewed", pa.bool_(), nullable=False, metadata={"meaning": "marked reviewed by the user"}),
+    ],
+    metadata={"sam2flow": "review"},
+)
+"""The review list: the moments most likely wrong, one row per item, sorted by rank."""
+
+
 TIMESTAMPS_SCHEMA = pa.schema(
     [_f("frame", pa.int64()), _f("time", pa.float64())],
     metadata={"sam2flow": "timestamps", "time": "seconds from the first frame (the stream's presentation times)"},
@@ -168,6 +195,58 @@ def read_id_map(uri: str, key: bytes) -> dict[int, int]:
 def read_manual_ids(uri: str) -> dict[int, int]:
     """The local objects of a part file that manual prompts named with an ``obj_id`` (empty when none)."""
     return read_id_map(uri, MANUAL_IDS)
+
+
+DETECTIONS = b"detector_keyframes"
+"""Part-file metadata key: JSON list of ``[global frame, [[x0, y0, x1, y1, confidence], …]]``, one entry per frame
+the detector ran on (after the confidence and zone filters): what the review list compares the tracks with."""
+
+
+def detections_json(keyframes: Sequence[tuple[int, Sequence[Sequence[float]]]]) -> str:
+    """The `DETECTIONS` value of a part file (boxes rounded to 0.1 px, confidences to 0.001)."""
+    rows = [[int(f), [[*(round(float(v), 1) for v in b[:4]), round(float(b[4]), 3)] for b in boxes]]
+            for f, boxes in keyframes]  # fmt: skip
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def read_detections(uri: str) -> list[tuple[int, list[list[float]]]]:
+    """The detector keyframes a part file recorded (empty for parts written before they were recorded)."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_metadata(f).metadata or {}
+    raw = json.loads(meta.get(DETECTIONS, b"[]"))
+    return [(int(f), [[float(v) for v in b] for b in boxes]) for f, boxes in raw]
+
+
+def iter_frames(uri: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+    """The rows of a table sorted by frame (masks.parquet), one frame at a time, reading one batch at a time."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        carry: pa.Table | None = None
+        for batch in pq.ParquetFile(f).iter_batches(columns=columns, batch_size=8192):
+            table = (
+                pa.Table.from_batches([batch])
+                if carry is None
+                else pa.concat_tables([carry, pa.Table.from_batches([batch])])
+            )
+            frames = table["frame"].to_numpy()
+            last = frames[-1]
+            cut = int(np.searchsorted(frames, last))  # rows of the last frame may go on in the next batch
+            yield from _by_frame(table.slice(0, cut))
+            carry = table.slice(cut)
+        if carry is not None:
+            yield from _by_frame(carry)
+
+
+def _by_frame(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    frames = table["frame"].to_numpy()
+    if not len(frames):
+        return
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    starts = [0, *bounds.tolist()]
+    stops = [*bounds.tolist(), len(frames)]
+    for a, b in zip(starts, stops):
+        yield int(frames[a]), table.slice(a, b - a)
 
 
 def part_table(rows: Sequence[MaskRow]) -> pa.Table:

@@ -148,10 +148,27 @@ def build_sequence(gt: Objects, pred: Objects, num_frames: int, use_masks: bool)
     return data
 
 
+def _review_check(pred: str, truth: Objects, prediction: Objects, data: dict[str, Any]) -> dict[str, float]:
+    """With the run's review.parquet: the errors the ground truth reveals and how many the list's top items find."""
+    from sam2flow.readers.review import ReviewReadError, read_review
+    from sam2flow.readers.truth_errors import review_recall, truth_errors
+
+    run_dir = pred[: -len("/masks.parquet")] if pred.endswith("/masks.parquet") else pred
+    try:
+        items = read_review(run_dir)
+    except ReviewReadError:
+        return {}
+    gt_names = sorted({x for ids in truth.ids.values() for x in ids})  # the order `_contiguous` numbers them
+    track_names = sorted({x for ids in prediction.ids.values() for x in ids})
+    return review_recall(truth_errors(data, gt_names, track_names), items)
+
+
 def evaluate(pred: str, gt: str | Path, num_frames: int | None = None) -> dict[str, float]:
     """HOTA, DetA, AssA, IDF1, ID switches, MOTA, recall (and J&F for DAVIS masks) of a run against ground truth.
 
-    Recall is CLEAR's: the share of ground-truth objects, over all frames, matched by a prediction at IoU 0.5."""
+    Recall is CLEAR's: the share of ground-truth objects, over all frames, matched by a prediction at IoU 0.5.
+    When the run has a review list, also how many errors the ground truth reveals (identity switches,
+    fragmentations, misses) and the share of them inside the list's top N and 2N items (``review_recall@N``)."""
     import trackeval
 
     truth, fmt = load_ground_truth(gt)
@@ -177,6 +194,7 @@ def evaluate(pred: str, gt: str | Path, num_frames: int | None = None) -> dict[s
         "MOTA": float(clear["MOTA"]),
         "Recall": float(clear["CLR_Re"]),
     }
+    out.update(_review_check(pred, truth, prediction, data))
     if use_masks and data["num_gt_ids"]:
         jf = trackeval.metrics.JAndF().eval_sequence(data)
         j, f = float(np.mean(jf["J-Mean"])), float(np.mean(jf["F-Mean"]))

@@ -1,4 +1,5 @@
-"""The per-video report, ``OUT/<video_id>/report/``: track timeline, objects per frame, mask area per track, zone
+"""The per-video report, ``OUT/<video_id>/report/``: the review list's top items with frame strips ("Look here
+first"), track timeline, objects per frame, mask area per track, zone
 occupancy and dwell times, a contact sheet of annotated frames, and ``report.html`` holding all of it in one
 self-contained page. Built from the Parquet outputs alone (`sam2flow report` rebuilds it without any model).
 """
@@ -22,11 +23,11 @@ from sam2flow.io.staging import StagedFolder
 from sam2flow.io.video import iter_frames
 from sam2flow.job import REPORT_PAGE
 from sam2flow.readers.run import Run
-from sam2flow.report import charts, page, stats
+from sam2flow.report import charts, page, review, stats
 
 REPORT_DIR, PAGE = REPORT_PAGE.split("/")
-LINKED_OUTPUTS = ("annotated.mp4", "masks.parquet", "tracks.parquet", "events.parquet", "timestamps.parquet",
-                  "manifest.json")  # fmt: skip
+LINKED_OUTPUTS = ("annotated.mp4", "masks.parquet", "tracks.parquet", "review.parquet", "events.parquet",
+                  "timestamps.parquet", "manifest.json")  # fmt: skip
 AREA_TRACKS = 12
 
 
@@ -80,7 +81,7 @@ def _tiles(run: Run, count: int) -> list[tuple[int, float, np.ndarray, list[Any]
         return None
     picks = sorted({round(x) for x in np.linspace(0, run.num_frames - 1, min(count, run.num_frames))})
     tiles = []
-    for f, image in _frames_at(video, run, picks):
+    for f, image in frames_at(video, run, picks):
         tiles.append((f, float(run.times[f]), image, masks_rows(run.file("masks.parquet"), range(f, f + 1))))
     return tiles or None
 
@@ -89,7 +90,7 @@ SEQUENTIAL_UP_TO = 3000
 """Decoding this many frames in one pass is quicker than seeking to each pick; longer videos seek."""
 
 
-def _frames_at(video: str, run: Run, picks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+def frames_at(video: str, run: Run, picks: list[int]) -> Iterator[tuple[int, np.ndarray]]:
     if picks and picks[-1] < SEQUENTIAL_UP_TO:
         wanted = set(picks)
         for f, image in enumerate(iter_frames(video, run.info, max_frames=picks[-1] + 1)):
@@ -118,7 +119,7 @@ def _key_figures(run: Run, t: _Tables, cfg: PipelineConfig) -> list[tuple[str, s
 
 
 def _sections(
-    run: Run, t: _Tables, cfg: PipelineConfig, images: dict[str, Path], dwell: list[stats.Dwell]
+    run: Run, t: _Tables, cfg: PipelineConfig, images: dict[str, Path], dwell: list[stats.Dwell], look: str
 ) -> list[tuple[str, str]]:
     figures = page.table(["", ""], [[k, v] for k, v in _key_figures(run, t, cfg)])
     links = " · ".join(f'<a href="../{n}">{n}</a>' for n in LINKED_OUTPUTS if storage.exists(run.file(n)))
@@ -130,6 +131,7 @@ def _sections(
         for r in longest
     ]  # fmt: skip
     sections = [
+        ("Look here first", look),
         ("Key figures", figures + f"<p>Outputs: {links}</p>"),
         ("Track timeline", page.figure(images.get("timeline"), "Track timeline")),
         ("Contact sheet", page.figure(images.get("contact_sheet"), "Contact sheet")),
@@ -189,10 +191,12 @@ def build_report(run_dir: str, complete: bool = True) -> ReportResult:
     target = run.file(REPORT_DIR)
     with StagedFolder(target, last=PAGE) as folder:
         images, dwell = _draw(run, t, cfg, folder)
+        items, total = review.top_items(run, cfg.report.review_items)
+        look = review.section(items, review.draw_strips(run, items or [], cfg, folder), total)
         warning = ("This run used RANDOMLY INITIALISED model weights: the masks and tracks are meaningless (a test "
                    "or smoke run).") if run.manifest.random_weights else None  # fmt: skip
         title = f"sam2flow report: {run.video_id}"
-        (folder / PAGE).write_text(page.page(title, warning, _sections(run, t, cfg, images, dwell)))
+        (folder / PAGE).write_text(page.page(title, warning, _sections(run, t, cfg, images, dwell, look)))
         result = ReportResult(
             path=storage.join(target, PAGE),
             tracks=len(t.tracks),
@@ -219,6 +223,7 @@ def report_markdown(run_dir: str, sheet_width: int = 640) -> str:
     if run.manifest.random_weights:
         lines += ["> **Random weights**: the masks are meaningless (a test or smoke run).", ""]
     lines += [f"{summary['tracks']} track(s) on {summary['frames']} frame(s) of `{run.manifest.input}`.", ""]
+    lines += review.markdown(run, run.manifest.config.report.review_items)
     for name, alt in (("timeline.png", "track timeline"), ("contact_sheet.jpg", "contact sheet")):
         uri = storage.join(folder, name)
         if name in summary["images"]:

@@ -6,13 +6,14 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from sam2flow.config import PipelineConfig
 from sam2flow.io import access, storage
 from sam2flow.job import REPORT_PAGE, SUCCESS, make_video_id
 from sam2flow.manifest import ManifestError, read_manifest
+from sam2flow.readers.review import ReviewReadError, read_review, summarize
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -28,6 +29,13 @@ class VideoReport:
     frames: int | None = None
     seconds: float = 0.0
     reason: str = ""
+    review_items: int | None = None
+    """Items of the video's review list (None: it has none)."""
+    review_open: int | None = None
+    """Of those, how many are not marked reviewed."""
+    review_top: float | None = None
+    """The highest score of an item not marked reviewed: how likely the video's worst moment is an error."""
+    review_top_kind: str = ""
 
 
 def artifact_slug(name: str, limit: int = 40) -> str:
@@ -87,7 +95,26 @@ def _report(video: str, status: Status, run_dir: str, seconds: float = 0.0, reas
     """The report of a finished run, with its track and frame counts from its manifest."""
     m = read_manifest(run_dir)
     tracks = m.stages.stitch.tracks if m.stages.stitch else None
-    return VideoReport(video, status, run_dir, tracks, m.frames_processed, seconds, reason)
+    report = VideoReport(video, status, run_dir, tracks, m.frames_processed, seconds, reason)
+    try:
+        s = summarize(read_review(run_dir))
+    except ReviewReadError:
+        return report
+    return replace(report, review_items=s.items, review_open=s.unreviewed, review_top=round(s.top_score, 3),
+                   review_top_kind=s.top_kind)  # fmt: skip
+
+
+def review_first(reports: list[VideoReport]) -> list[dict[str, object]]:
+    """The finished videos, worst first (highest open review score, then most open items): what to review first."""
+    ranked = sorted(
+        (r for r in reports if r.out_dir and r.review_items is not None),
+        key=lambda r: (-(r.review_top or 0.0), -(r.review_open or 0), r.video),
+    )
+    return [
+        {"video": r.video, "top_score": r.review_top, "top_kind": r.review_top_kind, "open_items": r.review_open,
+         "items": r.review_items, "review": f"sam2flow review {r.out_dir}"}
+        for r in ranked
+    ]  # fmt: skip
 
 
 def summary_markdown(report: VideoReport) -> str:
@@ -101,6 +128,11 @@ def summary_markdown(report: VideoReport) -> str:
             f"- outputs: `{report.out_dir}` (masks.parquet, tracks.parquet, annotated.mp4, manifest.json)",
             f"- report: `{report.out_dir}/{REPORT_PAGE}`",
         ]
+    if report.review_items is not None:
+        lines.append(
+            f"- review list: {report.review_open} open item(s) of {report.review_items}, top score "
+            f"{report.review_top} ({report.review_top_kind or 'none'}): `sam2flow review {report.out_dir}`"
+        )
     if report.reason:
         lines += ["", f"reason: {report.reason}"]
     return "\n".join(lines)

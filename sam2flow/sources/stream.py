@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sam2flow.core.stitching import FrameObjects, MatchRule, match_boundary
+from sam2flow.core.stitching import FrameObjects, MatchRule, joined, propose_boundary
 from sam2flow.core.types import LocalObjId
 from sam2flow.io import storage
 from sam2flow.io.parquet import read_table
@@ -53,7 +53,7 @@ def link_segments(prev_run: str, prev_frames: int, next_run: str, rule: MatchRul
     right, h2, w2 = _edge_objects(next_run, 0)
     if not left[0] or not right[0] or (h, w) != (h2, w2):
         return {}
-    return {int(m.right[1]): int(m.left[1]) for m in match_boundary(0, 1, left, right, [0], h, w, rule)}
+    return {int(m.right[1]): int(m.left[1]) for m in joined(propose_boundary(0, 1, left, right, [0], h, w, rule))}
 
 
 @dataclass

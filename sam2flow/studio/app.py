@@ -176,6 +176,22 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
         return {"path": corrections.save(run.path, body.corrections),
                 "corrections": body.corrections.model_dump(mode="json")}  # fmt: skip
 
+    @app.get("/api/review")
+    def review_list(path: str = Query(...)) -> dict[str, Any]:
+        from sam2flow.readers.review import read_review
+
+        rows = read_review(studio.run(path).path)
+        return {"items": [asdict(r) for r in rows], "reviewed": sum(r.reviewed for r in rows)}
+
+    @app.post("/api/review/mark")
+    def review_mark(body: bodies.ReviewMarkRequest) -> dict[str, Any]:
+        from sam2flow.stages.stitch.review import set_reviewed
+
+        run = studio.run(body.path)
+        marked = set_reviewed(run.path, list(body.keys), body.reviewed)
+        fixes = corrections.load(run.path) or corrections.Corrections()
+        return {"marked": marked, "reviewed": list(fixes.reviewed)}
+
     @app.post("/api/references")
     def references(body: bodies.ReferencesRequest) -> dict[str, Any]:
         return studio.make_references(body.path, body.frames, body.tracks, body.dest)

@@ -76,6 +76,14 @@ class ReferencesRequest(_Body):
     dest: Path
 
 
+class ReviewMarkRequest(_Body):
+    """Mark items of a run's review list reviewed (or take the mark off), by their keys."""
+
+    path: Path
+    keys: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=1000)
+    reviewed: bool = True
+
+
 class RunPath(_Body):
     """A finished run's folder."""
 

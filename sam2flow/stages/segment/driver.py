@@ -30,9 +30,11 @@ from sam2flow.core.types import (
 )
 from sam2flow.core.zones import Polygon, box_touches_polygon
 from sam2flow.io.parquet import (
+    DETECTIONS,
     IDENTITIES,
     MANUAL_IDS,
     ParquetSink,
+    detections_json,
     part_schema,
     part_table,
     read_table,
@@ -255,6 +257,7 @@ class SubsequenceObjects:
         self.pending: list[MaskRow] = []
         self.rows = self.done = self.backfilled = 0
         self.masked_frames: set[int] = set()
+        self.keyframe_boxes: list[tuple[int, list[list[float]]]] = []  # what the detector found, for the review
 
     def budget(self) -> int:
         """How many more objects this subsequence may take."""
@@ -427,6 +430,8 @@ class SubsequenceObjects:
             dets = filter_detections(detect(), d.confidence, None)
             if self.settings.zones is not None:
                 dets = in_zones(dets, self.settings.zones)
+            boxes = [[*map(float, b), float(c)] for b, c in zip(dets.boxes, dets.scores)]
+            self.keyframe_boxes.append((self.sub.to_global(k), boxes))
             held, n = self.admit_detections(dets, k, held, min(budget, d.max_objects_per_keyframe))
             added += n
         return held, added
@@ -560,6 +565,8 @@ def segment_subsequence(
         named = {int(o): int(key[3:]) for key, o in objects.manual_ids.items() if key.startswith("id:")}
         if named:  # the stitcher keeps each named object one track through the video
             sink.add_metadata(MANUAL_IDS, json.dumps(named))
+        if objects.keyframe_boxes:
+            sink.add_metadata(DETECTIONS, detections_json(objects.keyframe_boxes))
         if objects.identities:  # and each reference identity its own track id
             sink.add_metadata(IDENTITIES, json.dumps({int(o): t for o, t in objects.identities.items()}))
     if progress is not None and objects.done < sub.length:

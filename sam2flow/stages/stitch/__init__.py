@@ -2,8 +2,9 @@
 video), with the run's corrections applied and, with zones, events.parquet.
 
 Its parts: `parts` (reading part files, matching neighbouring subsequences with the pure rule of
-`sam2flow.core.stitching`, writing the tables), `corrections` (corrections.yaml), `events` (zone events) and
-`restitch` (`sam2flow stitch`: the stage again on a finished run, with no model).
+`sam2flow.core.stitching`, writing the tables), `corrections` (corrections.yaml), `events` (zone events),
+`review` (review.parquet, the ranked list of moments most likely wrong) and `restitch` (`sam2flow stitch`: the
+stage again on a finished run, with no model).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from sam2flow.config import PipelineConfig
 from sam2flow.control import stopping
+from sam2flow.core.review.seams import Seam
 from sam2flow.io import storage
 from sam2flow.io.parquet import read_times, write_times
 from sam2flow.io.video import VideoError, frame_times
@@ -25,6 +27,8 @@ from sam2flow.job import EVENTS, SUCCESS, VideoJob
 from sam2flow.results import StitchResult
 from sam2flow.stages.stitch import corrections
 from sam2flow.stages.stitch.parts import PartSet, VideoTables, stitch_parts
+from sam2flow.stages.stitch.review import FILE as REVIEW
+from sam2flow.stages.stitch.review import ReviewInputs, write_review
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,9 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         job.output("tracks.parquet"),
         metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
     )
-    result = stitch_parts(part_set(job), cfg.stitching.rule(), target, corrections.load(job.out_dir))
+    parts, rule, fixes = part_set(job), cfg.stitching.rule(), corrections.load(job.out_dir)
+    seams: list[Seam] = []
+    result = stitch_parts(parts, rule, target, fixes, seams)
     log.info(
         "%s: %d track(s), %d mask rows, %d boundary match(es)", job.video_id, result.tracks, result.rows, result.matches
     )
@@ -64,7 +70,9 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         log.info("%s: %d zone event(s) (%d enter, %d exit)", job.video_id, events.events, events.enters, events.exits)
     else:
         storage.remove(job.output(EVENTS))
-    return replace(result, seconds=time.perf_counter() - t0, events=events)
+    marks = frozenset(fixes.reviewed if fixes is not None else ())
+    inputs = ReviewInputs(job.video_id, parts, target.masks_uri, job.output(REVIEW), times, seams, rule, marks)
+    return replace(result, seconds=time.perf_counter() - t0, events=events, review=write_review(inputs))
 
 
 def write_missing_times(job: VideoJob) -> str | None:

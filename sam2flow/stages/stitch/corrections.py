@@ -12,16 +12,20 @@
     delete: [9]              # track 9 is removed
     classes:                 # track 2 is called dog
       - {track: 2, class_name: dog}
+    reviewed:                # items of review.parquet the user has looked at (their ``key``)
+      - "swap:118-120:3,5"
 
 Prompts need the models: `sam2flow run` adds them to the config's prompts and re-segments only the subsequences
 whose frames they touch. Merge, split, delete and classes need no model: they are applied after stitching, in
-that order, by `sam2flow run` and `sam2flow stitch`. Track ids are those the stitcher gives before corrections
+that order, by `sam2flow run` and `sam2flow stitch`. ``reviewed`` changes no track: it keeps the review list's
+marks across re-stitching. Track ids are those the stitcher gives before corrections
 (split-off tracks get the next free ids, in the order of ``split``). Where a merge puts two rows of one track on the
 same frame, the row with the higher score is kept.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import numpy as np
@@ -29,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sam2flow.config import ConfigError, ManualPrompt, format_validation_error
+from sam2flow.core.review.seams import Seam
 from sam2flow.core.stitching import ClassVotes, majority
 from sam2flow.core.types import TrackId
 from sam2flow.io import storage
@@ -62,6 +67,7 @@ class Corrections(_Strict):
     split: list[Split] = Field(default_factory=list)
     delete: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     classes: list[ClassChange] = Field(default_factory=list)
+    reviewed: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list)
 
     @property
     def edits_tracks(self) -> bool:
@@ -88,7 +94,7 @@ def parse(text: str, source: str) -> Corrections:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must hold a mapping (prompts, merge, split, delete, classes)")
+        raise ConfigError(f"{source} must hold a mapping (prompts, merge, split, delete, classes, reviewed)")
     try:
         return Corrections.model_validate(data)
     except ValidationError as err:
@@ -132,6 +138,25 @@ class TrackEdits:
         first = np.ones(len(idx), bool)
         first[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
         return idx[first], new[idx[first]]
+
+    def track_at(self, track: int, frame: int) -> int | None:
+        """The corrected id of stitched track ``track`` on ``frame`` (None: deleted)."""
+        if track in self.delete:
+            return None
+        new = self.merge.get(track, track)
+        for source, start, fresh in self.splits:
+            if new == source and frame >= start:
+                new = fresh
+        return new
+
+    def seam(self, seam: Seam) -> Seam:
+        """A seam of the stitched tracks in the corrected ids (on the seam's first frame)."""
+
+        def fix(t: int | None) -> int | None:
+            return None if t is None else self.track_at(t, seam.frame_start)
+
+        pairs = tuple(replace(p, left_track=fix(p.left_track), right_track=fix(p.right_track)) for p in seam.pairs)
+        return replace(seam, pairs=pairs)
 
     def votes(self, votes: dict[TrackId, ClassVotes]) -> dict[TrackId, ClassVotes]:
         """Each corrected track's class votes: a merged track sums its parts', a split-off one inherits its

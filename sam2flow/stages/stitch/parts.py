@@ -20,15 +20,18 @@ import numpy as np
 import pyarrow as pa
 
 from sam2flow.core.planning import overlap_frames, owned_ranges
+from sam2flow.core.review.seams import Seam, SeamPair
 from sam2flow.core.stitching import (
     ClassVotes,
     FirstSeen,
     LinkState,
     MatchRule,
     PairMatch,
+    Proposal,
+    joined,
     link_subsequence,
     majority,
-    match_boundary,
+    propose_boundary,
 )
 from sam2flow.core.types import LocalObjId, Subsequence, TrackId
 from sam2flow.io.parquet import (
@@ -94,9 +97,9 @@ def _frame_objects(table: pa.Table, exclude: set[int]) -> dict[int, dict[LocalOb
     return out
 
 
-def boundary_matches(parts: PartSet, right: int, rule: MatchRule) -> list[PairMatch]:
+def boundary_matches(parts: PartSet, right: int, rule: MatchRule) -> tuple[list[PairMatch], list[Proposal]]:
     """The objects of subsequences ``right - 1`` and ``right`` that are one object: carry links, then mask IoU over
-    the frames they share."""
+    the frames they share. Also returns every pair the assignment proposed (joined or not), for the review."""
     lsub, rsub = parts.plan[right - 1], parts.plan[right]
     shared = overlap_frames(lsub, rsub)
     cols = ["frame", "obj_id", "rle"]
@@ -106,9 +109,10 @@ def boundary_matches(parts: PartSet, right: int, rule: MatchRule) -> list[PairMa
     found = [PairMatch((lsub.index, LocalObjId(b)), (rsub.index, LocalObjId(a)), 1.0) for a, b in links.items()]
     lobj = _frame_objects(lt, exclude=set(links.values()))
     robj = _frame_objects(rt, exclude=set(links))
-    found += match_boundary(lsub.index, rsub.index, lobj, robj, list(shared), parts.height, parts.width, rule)
+    proposals = propose_boundary(lsub.index, rsub.index, lobj, robj, list(shared), parts.height, parts.width, rule)
+    found += joined(proposals)
     log.debug("boundary %d|%d: %d match(es) over %d frames", lsub.index, rsub.index, len(found), len(shared))
-    return found
+    return found, proposals
 
 
 def owned_summary(parts: PartSet, index: int) -> tuple[dict[LocalObjId, FirstSeen], dict[LocalObjId, ClassVotes]]:
@@ -126,16 +130,29 @@ def owned_summary(parts: PartSet, index: int) -> tuple[dict[LocalObjId, FirstSee
     return first_seen, votes
 
 
-def link_next(parts: PartSet, prev: LinkState | None, rule: MatchRule) -> tuple[LinkState, int]:
-    """The link state of the subsequence after ``prev`` (the first one when None), and its number of matches."""
+def link_next(parts: PartSet, prev: LinkState | None, rule: MatchRule) -> tuple[LinkState, int, Seam | None]:
+    """The link state of the subsequence after ``prev`` (the first one when None), its number of matches and what
+    the review needs to know of its seam (None for the first one)."""
     index = 0 if prev is None else prev.index + 1
-    matches = boundary_matches(parts, index, rule) if index > 0 else []
+    matches, proposals = boundary_matches(parts, index, rule) if index > 0 else ([], [])
     first_seen, votes = owned_summary(parts, index)
     named = {LocalObjId(o): n for o, n in read_manual_ids(parts.uris[index]).items()}
     fixed = {LocalObjId(o): TrackId(t) for o, t in read_id_map(parts.uris[index], IDENTITIES).items()}
     if fixed and prev is not None:
         _report_disagreements(prev, matches, fixed, index)
-    return link_subsequence(prev, index, matches, first_seen, votes, named, fixed), len(matches)
+    state = link_subsequence(prev, index, matches, first_seen, votes, named, fixed)
+    seam = None if prev is None else _seam(parts, prev, state, proposals)
+    return state, len(matches), seam
+
+
+def _seam(parts: PartSet, prev: LinkState, state: LinkState, proposals: list[Proposal]) -> Seam:
+    """The seam before ``state``'s subsequence in track ids."""
+    shared = overlap_frames(parts.plan[state.index - 1], parts.plan[state.index])
+    pairs = tuple(
+        SeamPair(prev.track_of.get(p.left[1]), state.track_of.get(p.right[1]), p.iou, p.alternative, p.joined)
+        for p in proposals
+    )
+    return Seam(state.index, shared.start, shared.stop, pairs)
 
 
 def _report_disagreements(
@@ -154,12 +171,12 @@ def _report_disagreements(
             )  # fmt: skip
 
 
-def link_all(parts: PartSet, rule: MatchRule) -> Iterator[tuple[LinkState, int]]:
-    """The link state of every subsequence in order, with its number of matches to the previous one."""
+def link_all(parts: PartSet, rule: MatchRule) -> Iterator[tuple[LinkState, int, Seam | None]]:
+    """The link state of every subsequence in order, with its number of matches to the previous one and its seam."""
     state: LinkState | None = None
     for _ in parts.plan:
-        state, matches = link_next(parts, state, rule)
-        yield state, matches
+        state, matches, seam = link_next(parts, state, rule)
+        yield state, matches, seam
 
 
 def part_rows(
@@ -218,30 +235,40 @@ class LinkStore:
             known = next((i for i in range(index, -1, -1) if self._path(i).is_file()), -1)
             state = LinkState.from_json(json.loads(self._path(known).read_text())) if known >= 0 else None
             for _ in range(known, index):
-                state, _ = link_next(self.parts, state, self.rule)
+                state, _, _ = link_next(self.parts, state, self.rule)
                 self._path(state.index).write_text(json.dumps(state.to_json()))
             assert state is not None
             return state
 
 
 def stitch_parts(
-    parts: PartSet, rule: MatchRule, target: VideoTables, corrections: Corrections | None = None
+    parts: PartSet,
+    rule: MatchRule,
+    target: VideoTables,
+    corrections: Corrections | None = None,
+    seams: list[Seam] | None = None,
 ) -> StitchResult:
     """Match objects across boundaries, assign track ids and write the final tables.
 
     Every frame is taken from exactly one subsequence (`owned_ranges`), so masks.parquet has one row per
     (frame, track). Each track's class is the class most of its rows carry (ties: smallest class id). The
-    model-free ``corrections`` (merge, split, delete, classes) are applied to the stitched tracks.
+    model-free ``corrections`` (merge, split, delete, classes) are applied to the stitched tracks. ``seams``, when
+    given, receives every seam in the final track ids, for the review list.
     """
     track_ofs: list[dict[LocalObjId, TrackId]] = []
     final_votes: dict[TrackId, ClassVotes] = {}
+    found: list[Seam] = []
     matches, next_track = 0, 1
-    for state, n in link_all(parts, rule):
+    for state, n, seam in link_all(parts, rule):
+        if seam is not None:
+            found.append(seam)
         track_ofs.append(state.track_of)
         final_votes.update(state.votes)  # a track's votes are complete in the last state that holds it
         matches, next_track = matches + n, state.next_track
     edits = TrackEdits(corrections, next_track) if corrections is not None and corrections.edits_tracks else None
     classes = edits.classes(final_votes) if edits else {t: majority(v) for t, v in final_votes.items()}
+    if seams is not None:
+        seams.extend(found if edits is None else [edits.seam(s) for s in found])
     log.info("%d boundary match(es) over %d boundaries", matches, len(parts.plan) - 1)
     masks_schema, tracks_schema = (
         s.with_metadata({**(s.metadata or {}), **{k.encode(): v.encode() for k, v in target.metadata.items()}})
