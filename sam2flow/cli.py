@@ -343,8 +343,9 @@ def evaluate(
         metrics = run_evaluation(pred, gt, frames)
     except EvaluationError as exc:
         _fail(str(exc))
+    width = max(map(len, metrics), default=12)
     for key, value in metrics.items():
-        typer.echo(f"{key:12} {value:.4f}" if isinstance(value, float) else f"{key:12} {value}")
+        typer.echo(f"{key:{width}} {value:.4f}" if isinstance(value, float) else f"{key:{width}} {value}")
     if json_out is not None:
         json_out.write_text(json.dumps(metrics, indent=2))
 
