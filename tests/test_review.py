@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -275,7 +276,7 @@ def studio_run(run: tuple[Any, Any], tmp_path: Path) -> Iterator[tuple[Any, str]
 
 def test_studio_review_api(studio_run: tuple[Any, str]) -> None:
     """GET /api/review lists the items; POST /api/review/mark marks one (422 for a bad body, 400 for an unknown
-    key, 403 outside the roots)."""
+    key, 403 outside the roots, and 403 writing nothing for a foreign Origin, a foreign Host or no token)."""
     server, out = studio_run
     items = server.client.get("/api/review", params={"path": out}).json()["items"]
     assert items[0]["kind"] == "swap" and items[0]["rank"] == 1
@@ -286,6 +287,13 @@ def test_studio_review_api(studio_run: tuple[Any, str]) -> None:
     assert unknown.status_code == 400 and "has no item 'nope'" in unknown.json()["detail"]
     outside = server.client.get("/api/review", params={"path": "/etc"})
     assert outside.status_code == 403
+    before = Path(out, "corrections.yaml").read_text()
+    body = {"path": out, "keys": [items[0]["key"]], "reviewed": False}
+    foreign = server.session(Origin="http://evil.example").post("/api/review/mark", json=body)
+    rebound = server.session(Host="evil.example").post("/api/review/mark", json=body)
+    tokenless = httpx.post(f"{server.url}/api/review/mark", json=body, headers={"Origin": server.url})
+    assert foreign.status_code == rebound.status_code == tokenless.status_code == 403
+    assert Path(out, "corrections.yaml").read_text() == before, "a refused request writes nothing"
 
 
 def test_studio_review_list_with_the_keyboard(studio_run: tuple[Any, str], tmp_path: Path) -> None:
