@@ -100,12 +100,16 @@ def review_table(video_id: str, items: list[Item], times: np.ndarray, reviewed: 
     )
 
 
+def review_schema(video_id: str) -> pa.Schema:
+    """review.parquet's schema, labelled with the video it lists."""
+    return REVIEW_SCHEMA.with_metadata({**(REVIEW_SCHEMA.metadata or {}), b"video_id": video_id.encode()})
+
+
 def write_review(inputs: ReviewInputs) -> ReviewResult:
     """Compute the run's review list and write review.parquet (atomically)."""
     t0 = time.perf_counter()
     items = find_items(inputs)
-    schema = REVIEW_SCHEMA.with_metadata({**(REVIEW_SCHEMA.metadata or {}), b"video_id": inputs.video_id.encode()})
-    with ParquetSink(inputs.review_uri, schema) as sink:
+    with ParquetSink(inputs.review_uri, review_schema(inputs.video_id)) as sink:
         sink.write(review_table(inputs.video_id, items, inputs.times, inputs.reviewed))
     top = items[0].score if items else 0.0
     reviewed = sum(i.key in inputs.reviewed for i in items)
@@ -131,15 +135,10 @@ def set_reviewed(run_dir: str, keys: list[str], reviewed: bool = True) -> int:
     fixes = corrections.load(run_dir) or corrections.Corrections()
     marks = [k for k in fixes.reviewed if k not in keys] + (list(keys) if reviewed else [])
     corrections.save(run_dir, fixes.model_copy(update={"reviewed": marks}))
-    flags = pa.array([k in set(marks) for k in table["key"].to_pylist()], pa.bool_())
+    marked = set(marks)
+    flags = pa.array([k in marked for k in table["key"].to_pylist()], pa.bool_())
     table = table.set_column(table.schema.get_field_index("reviewed"), "reviewed", flags)
-    schema = REVIEW_SCHEMA.with_metadata(storage_metadata(table))
-    with ParquetSink(review_uri(run_dir), schema) as sink:
+    video = table["video_id"][0].as_py() if table.num_rows else ""
+    with ParquetSink(review_uri(run_dir), review_schema(str(video))) as sink:
         sink.write(table)
     return sum(flags.to_pylist())
-
-
-def storage_metadata(table: pa.Table) -> dict[bytes, bytes]:
-    """The file-level metadata review.parquet keeps (its label and video id)."""
-    video = table["video_id"][0].as_py() if table.num_rows else ""
-    return {**(REVIEW_SCHEMA.metadata or {}), b"video_id": str(video).encode()}
