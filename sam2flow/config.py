@@ -209,6 +209,20 @@ class ManualPrompt(_Section):
     )
     box: tuple[float, float, float, float] | None = Field(None, description="Box [x0, y0, x1, y1] in source pixels.")
     class_name: str = Field("object", description="Class name written to the outputs for this object.")
+    track_box: tuple[float, float, float, float] | None = Field(
+        None,
+        description="Corrections of a finished run: the box [x0, y0, x1, y1] of the track obj_id names on the last "
+        "frame up to this one where it had a mask (the studio fills it in). The prompt then refines the object "
+        "found there, so the track keeps its number, instead of starting a new object.",
+    )
+
+    def key_data(self) -> dict[str, Any]:
+        """The prompt as JSON for digests and part-file keys (``track_box`` only when set, so keys made before it
+        existed stay the same)."""
+        data = self.model_dump(mode="json")
+        if data.get("track_box") is None:
+            data.pop("track_box", None)
+        return data
 
     @model_validator(mode="after")
     def _complete(self) -> ManualPrompt:
@@ -514,7 +528,9 @@ def digest_data(cfg: PipelineConfig) -> dict[str, Any]:
     for name in type(cfg).model_fields:
         value = getattr(cfg, name)
         if not isinstance(value, _Section):
-            if _counts(cfg, cfg, name):
+            if name == "prompts":
+                out[name] = [p.key_data() for p in cfg.prompts]
+            elif _counts(cfg, cfg, name):
                 out[name] = cfg.model_dump(mode="json", include={name})[name]
             continue
         section = type(value)

@@ -96,7 +96,7 @@ def span_keys(plan: Sequence[Subsequence], prompts: Sequence[ManualPrompt], carr
     of the subsequence before, whose masks it continues)."""
     keys: list[str] = []
     for sub in plan:
-        inside = [p.model_dump(mode="json") for p in prompts if sub.contains(p.frame)]
+        inside = [p.key_data() for p in prompts if sub.contains(p.frame)]
         chain = keys[-1] if carry and keys else ""
         keys.append(hashlib.sha256(json.dumps([chain, inside], sort_keys=True).encode()).hexdigest()[:10])
     return tuple(keys)

@@ -52,3 +52,63 @@ def test_a_run_without_timestamps_gets_them(tmp_path: Path) -> None:
     Path(job.local_video).rename(tmp_path / "moved.mp4")
     assert write_missing_times(job).startswith("frame / fps")  # type: ignore[union-attr]
     assert np.allclose(read_times(job.times_uri), np.arange(job.info.num_frames) / job.info.fps_float)
+
+
+ALL_BOXES = "detector.max_objects_per_keyframe=8"
+STRESS_BOXES = (
+    "prompts=[{frame: 0, obj_id: 2, box: %s, class_name: first}, {frame: 0, obj_id: 1, box: %s, class_name: third}]"
+)
+
+
+def _square_of_tracks(scene: Scene, masks: str) -> dict[int, int]:
+    """Each track's square: the one whose box its first row matches best."""
+    from sam2flow.core.prompts import box_iou
+
+    out: dict[int, int] = {}
+    for r in pq.read_table(masks, columns=["frame", "track_id", "bbox"]).to_pylist():
+        if r["track_id"] not in out:
+            present = scene.present(r["frame"])
+            ious = box_iou([r["bbox"]], [scene.box(i, r["frame"]) for i in present])[0]
+            out[r["track_id"]] = present[int(np.argmax(ious))]
+    return out
+
+
+def test_prompted_objects_keep_their_obj_id_and_detector_tracks_come_after(tmp_path: Path) -> None:
+    """Prompted as 2 (the square seen first) and 1, the objects are tracks 2 and 1; the detector's are 3 and 4."""
+    from tests.replay import STRESS, STRESS_FRAMES
+
+    prompts = STRESS_BOXES % (list(STRESS.box(0, 0)), list(STRESS.box(2, 0)))
+    job, cfg = replayed_job(STRESS, tmp_path, STRESS_FRAMES, prompts, ALL_BOXES)
+    stitch(job, cfg)
+    squares = _square_of_tracks(STRESS, job.output("masks.parquet"))
+    assert squares[2] == 0 and squares[1] == 2 and sorted(squares) == [1, 2, 3, 4]
+    first = {r["track_id"]: r["first_frame"] for r in pq.read_table(job.output("tracks.parquet")).to_pylist()}
+    assert first == {1: 0, 2: 0, 3: 0, 4: 32}  # the detector finds square 1 on keyframe 32
+
+
+def test_a_correction_of_a_detector_track_keeps_every_track_number(tmp_path: Path) -> None:
+    """A correction prompt naming a track the detector found (with the track's box, as the studio writes it)
+    refines that track's object: after re-segmenting, every track has its number and its rows before the prompt."""
+    from dataclasses import replace
+
+    from sam2flow.config import ManualPrompt
+    from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
+    from tests.replay import STRESS, STRESS_FRAMES, ReplayDetector, ReplaySegmenter
+
+    job, cfg = replayed_job(STRESS, tmp_path, STRESS_FRAMES, ALL_BOXES)
+    stitch(job, cfg)
+    before = pq.read_table(job.output("masks.parquet")).to_pylist()
+    squares = _square_of_tracks(STRESS, job.output("masks.parquet"))
+    target = next(t for t, sq in squares.items() if sq == 3)  # a look-alike, found by the detector
+    assert target != min(squares)
+    last = max((r for r in before if r["track_id"] == target and r["frame"] <= 50), key=lambda r: r["frame"])
+    fix = ManualPrompt(frame=50, obj_id=target, box=STRESS.box(3, 50), class_name="square", track_box=last["bbox"])
+    fixed = replace(job, extra_prompts=(fix,))
+    for sub in job.plan:  # every subsequence again, the correction in those holding frame 50
+        segment_subsequence(ReplaySegmenter(STRESS, sub), ReplayDetector(STRESS, sub), job.frames_dir(sub.index), sub,
+                            SegmentSettings.from_config(cfg, (fix,)), job.part_uri(sub.index))  # fmt: skip
+    stitch(fixed, cfg)
+    after = pq.read_table(job.output("masks.parquet")).to_pylist()
+    assert _square_of_tracks(STRESS, job.output("masks.parquet")) == squares
+    key = [(r["frame"], r["track_id"], r["rle"]) for r in before]
+    assert [(r["frame"], r["track_id"], r["rle"]) for r in after] == key

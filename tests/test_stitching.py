@@ -20,6 +20,7 @@ from sam2flow.core.stitching import (
     MatchRule,
     ObjectRef,
     PairMatch,
+    final_ids,
     joined,
     link_subsequence,
     propose_boundary,
@@ -176,6 +177,44 @@ def test_track_numbering_ignores_local_ids() -> None:
     b = link_subsequence(None, 0, [], swapped, {}).track_of
     assert a[LocalObjId(1)] == 1 and a[LocalObjId(0)] == 2
     assert b[LocalObjId(0)] == 1 and b[LocalObjId(1)] == 2
+
+
+def _seen(*xs: float) -> dict[LocalObjId, FirstSeen]:
+    """Objects 0, 1, … first seen on frame 0 at these x positions (so their first-appearance order is known)."""
+    return {LocalObjId(i): (0, x, 0.0, x + 5.0, 5.0, "r") for i, x in enumerate(xs)}
+
+
+def test_prompted_ids_are_track_ids_and_detector_tracks_come_after() -> None:
+    """Objects prompted as 2 and 1 keep those numbers whatever their first appearance; unnamed tracks take the
+    ids after the config's prompts and skip every id a prompt uses (a correction's new object 4)."""
+    named = {LocalObjId(0): 2, LocalObjId(1): 1}  # object 2 appears first
+    state = link_subsequence(None, 0, [], _seen(0, 10, 20, 30), {}, named, first_track=3, skip=frozenset({1, 2, 4}))
+    assert state.track_of == {0: 2, 1: 1, 2: 3, 3: 5}
+    assert state.names == {1, 2} and state.next_track == 6
+
+
+def test_a_prompt_naming_a_detector_track_keeps_every_number() -> None:
+    """A correction prompt on a later subsequence naming the track the detector found (obj_id 4): that track is
+    4 from its start, and the other unnamed tracks keep the numbers they had before the correction."""
+    skip = frozenset({1, 4})
+    s0 = link_subsequence(None, 0, [], _seen(0, 10, 20, 30), {}, {LocalObjId(0): 1}, first_track=2, skip=skip)
+    assert s0.track_of == {0: 1, 1: 2, 2: 3, 3: 5}  # provisional: 4 is reserved for the prompt
+    right = [PairMatch((0, LocalObjId(i)), (1, LocalObjId(i)), 0.9) for i in range(4)]
+    s1 = link_subsequence(s0, 1, right, _seen(0, 10, 20, 30, 40), {}, {LocalObjId(2): 4}, skip=skip)
+    assert s1.aliases == {3: 4} and s1.track_of == {0: 1, 1: 2, 2: 4, 3: 5, 4: 6}
+    final = final_ids([s0, s1])
+    assert [final[t] for t in (1, 2, 3, 5, 6)] == [1, 2, 4, 3, 5]
+    assert final_ids([s0]) == {1: 1, 2: 2, 3: 3, 5: 5}  # no alias: every id is its own
+
+
+def test_a_name_seen_before_does_not_take_over_another_track() -> None:
+    """A prompt naming object 1 again on an object that continues another track cuts that track: only a name's
+    first appearance takes over the track it continues."""
+    s0 = link_subsequence(None, 0, [], _seen(0, 10), {}, {LocalObjId(0): 1}, first_track=2, skip=frozenset({1}))
+    right = [PairMatch((0, LocalObjId(1)), (1, LocalObjId(0)), 0.9)]
+    s1 = link_subsequence(s0, 1, right, _seen(10), {}, {LocalObjId(0): 1}, skip=frozenset({1}))
+    assert s1.aliases == {} and s1.track_of == {0: 1}
+    assert final_ids([s0, s1]) == {1: 1, 2: 2}
 
 
 def _tracks_by_union_find(first_seen: dict[ObjectRef, FirstSeen], matches: list[PairMatch]) -> dict[ObjectRef, int]:

@@ -3,9 +3,9 @@
 Objects of two neighbouring subsequences are compared by mask IoU averaged over the frames they share, matched
 one-to-one (Hungarian assignment), kept when the pair is clearly one object (`MatchRule`: above a threshold, or above a
 lower floor while beating every alternative of both objects by a margin), and linked subsequence by subsequence into
-tracks. Track ids
-are numbered by first appearance in the output; ties are broken by the object's own first box and mask, never by
-its local id, so renumbering local ids inside a subsequence changes nothing.
+tracks. An object a manual prompt names with an ``obj_id`` keeps that number as its track id, and a reference
+identity its own id; the other tracks are numbered after them by first appearance in the output, ties broken by the
+object's own first box and mask, never by its local id, so renumbering local ids inside a subsequence changes nothing.
 """
 
 from __future__ import annotations
@@ -162,16 +162,18 @@ class LinkState:
         track_of: Track id of each object of subsequence ``index`` that has one (an object seen only on frames
             another subsequence owns has none, unless it continues a track).
         votes: Class votes of each track in ``track_of``, over every subsequence so far.
-        next_track: The first unused track id.
-        named: The track of each object named by a manual prompt's ``obj_id`` so far (few: kept for the whole
-            video, so a named object keeps its track in every subsequence it is prompted in).
+        next_track: The next id a track no prompt or identity names may take (ids that prompts name are skipped).
+        names: The track ids prompts or identities gave objects so far (few: kept for the whole video).
+        aliases: Tracks of subsequence ``index - 1`` that this subsequence's prompts named: such a track is the
+            named object's from its start (a correction on a track found by the detector), see `final_ids`.
     """
 
     index: int
     track_of: dict[LocalObjId, TrackId]
     votes: dict[TrackId, ClassVotes]
     next_track: int
-    named: dict[int, TrackId] = field(default_factory=dict)
+    names: frozenset[TrackId] = frozenset()
+    aliases: dict[TrackId, TrackId] = field(default_factory=dict)
 
     def classes(self) -> dict[TrackId, tuple[int, str]]:
         """Each track's class so far: the one most of its rows carry (ties: smallest class id)."""
@@ -184,7 +186,8 @@ class LinkState:
             "track_of": [[int(o), int(t)] for o, t in self.track_of.items()],
             "votes": [[int(t), c, n, k] for t, v in self.votes.items() for (c, n), k in v.items()],
             "next_track": self.next_track,
-            "named": [[k, int(t)] for k, t in self.named.items()],
+            "names": sorted(int(t) for t in self.names),
+            "aliases": [[int(a), int(t)] for a, t in self.aliases.items()],
         }
 
     @classmethod
@@ -194,8 +197,9 @@ class LinkState:
         for t, c, n, k in data["votes"]:
             votes.setdefault(TrackId(int(t)), {})[(int(c), str(n))] = int(k)
         track_of = {LocalObjId(int(o)): TrackId(int(t)) for o, t in data["track_of"]}
-        named = {int(k): TrackId(int(t)) for k, t in data.get("named", [])}
-        return cls(int(data["index"]), track_of, votes, int(data["next_track"]), named)
+        names = frozenset(TrackId(int(t)) for t in data.get("names", []))
+        aliases = {TrackId(int(a)): TrackId(int(t)) for a, t in data.get("aliases", [])}
+        return cls(int(data["index"]), track_of, votes, int(data["next_track"]), names, aliases)
 
 
 def majority(votes: Mapping[tuple[int, str], int]) -> tuple[int, str]:
@@ -211,14 +215,19 @@ def link_subsequence(
     votes: Mapping[LocalObjId, Mapping[tuple[int, str], int]],
     named: Mapping[LocalObjId, int] | None = None,
     fixed: Mapping[LocalObjId, TrackId] | None = None,
+    first_track: int = 1,
+    skip: frozenset[int] = frozenset(),
 ) -> LinkState:
     """Give the objects of subsequence ``index`` their track ids, continuing ``prev`` (None for the first one).
 
-    An object matched to an object of the previous subsequence that has a track continues that track. Every other
-    object seen in the output (``first_seen``: on the frames this subsequence owns) starts a new track; new tracks
-    are numbered in the order of their first appearance, ties broken by the object's first box and mask, never by
-    its local id. Since each subsequence owns later frames than the ones before it, this numbers all tracks of the
-    video by first appearance.
+    An object a manual prompt names with an ``obj_id`` gets that number as its track id, and a reference identity
+    its own id, whatever the masks matched (the user said which object it is); no other object keeps those ids. An
+    object matched to an object of the previous subsequence that has a track continues that track; when a prompt
+    names such an object for the first time, the track it continues becomes an alias of the name (`final_ids`).
+    Every other object seen in the output (``first_seen``: on the frames this subsequence owns) starts a new track;
+    new tracks are numbered from ``first_track`` on, skipping ``skip``, in the order of their first appearance, ties
+    broken by the object's first box and mask, never by its local id. Since each subsequence owns later frames than
+    the ones before it, this numbers the unnamed tracks of the video by first appearance.
 
     Args:
         prev: The state after subsequence ``index - 1``.
@@ -226,40 +235,64 @@ def link_subsequence(
         matches: Its matches with the previous subsequence (left: previous, right: this one).
         first_seen: For each object present on the frames this subsequence owns, its first appearance there.
         votes: For each of those objects, its rows' class votes on those frames.
-        named: Objects that manual prompts name with an ``obj_id``: one named earlier keeps that track, whatever
-            the masks matched (a correction says which object it is).
-        fixed: Reference identities and their track ids: each keeps its id, whatever the masks matched, and new
-            tracks are numbered after every identity's id.
+        named: Objects that manual prompts name with an ``obj_id``, and that id.
+        fixed: Reference identities and their track ids (unnamed tracks are numbered after every identity's id).
+        first_track: The first id an unnamed track may take (only read for the first subsequence).
+        skip: Ids an unnamed track never takes: every ``obj_id`` the video's prompts use.
     """
-    track_of: dict[LocalObjId, TrackId] = {}
+    continued: dict[LocalObjId, TrackId] = {}
     if prev is not None:
         for m in matches:
             track = prev.track_of.get(m.left[1])
             if track is not None:
-                track_of[m.right[1]] = track
-    known = dict(prev.named) if prev is not None else {}
-    for o, name in (named or {}).items():
-        track = known.get(name)
-        if track is not None:
-            track_of = {k: t for k, t in track_of.items() if t != track}  # no other object keeps that track
-            track_of[o] = track
-    if fixed:
-        reserved = set(fixed.values())
-        track_of = {k: t for k, t in track_of.items() if t not in reserved}
-        track_of.update(fixed)
+                continued[m.right[1]] = track
+    names = prev.names if prev is not None else frozenset()
+    given = {**(fixed or {}), **{o: TrackId(n) for o, n in (named or {}).items()}}
+    aliases = {
+        continued[o]: t
+        for o, t in given.items()
+        if o in continued and t not in names and continued[o] not in names and o not in (fixed or {})
+    }
+    reserved = set(given.values())
+    track_of = {k: t for k, t in continued.items() if t not in reserved}  # no other object keeps those ids
+    track_of.update(given)
     fresh = sorted((o for o in first_seen if o not in track_of), key=lambda o: first_seen[o])
-    next_track = max(prev.next_track if prev is not None else 1, max((fixed or {}).values(), default=0) + 1)
+    next_track = max(prev.next_track if prev is not None else first_track, max((fixed or {}).values(), default=0) + 1)
     for o in fresh:
+        next_track = _unnamed(next_track, skip)
         track_of[o] = TrackId(next_track)
         next_track += 1
-    for o, name in (named or {}).items():
-        if o in track_of:
-            known.setdefault(name, track_of[o])
     merged: dict[TrackId, ClassVotes] = {
         t: dict(prev.votes.get(t, {})) if prev is not None else {} for t in set(track_of.values())
     }
+    for old, t in aliases.items():  # the named track's class counts the rows it had as the aliased one
+        for key, n in (prev.votes.get(old, {}) if prev is not None else {}).items():
+            merged[t][key] = merged[t].get(key, 0) + n
     for o, object_votes in votes.items():
         tally = merged[track_of[o]]
         for key, n in object_votes.items():
             tally[key] = tally.get(key, 0) + n
-    return LinkState(index, track_of, merged, next_track, known)
+    return LinkState(index, track_of, merged, next_track, names | reserved, aliases)
+
+
+def _unnamed(candidate: int, skip: frozenset[int]) -> int:
+    while candidate in skip:
+        candidate += 1
+    return candidate
+
+
+def final_ids(states: Sequence[LinkState]) -> dict[TrackId, TrackId]:
+    """The final id of every track the states of a video gave out: an aliased track takes its name, and the other
+    unnamed tracks close up over the ids the aliased ones took (in the order they were given out), so the numbers
+    are the ones they would have had if the prompt had been there from the start. Without aliases every id maps to
+    itself."""
+    aliases: dict[TrackId, TrackId] = {}
+    for s in states:
+        aliases.update(s.aliases)
+    names = states[-1].names if states else frozenset()
+    unnamed = sorted({t for s in states for t in s.track_of.values() if t not in names} | set(aliases))
+    kept = [t for t in unnamed if t not in aliases]
+    out = {t: t for t in names}
+    out.update(aliases)
+    out.update(zip(kept, unnamed[: len(kept)]))
+    return out

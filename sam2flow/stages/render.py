@@ -43,7 +43,7 @@ def render_piece(job: VideoJob, index: int, cfg: PipelineConfig) -> RenderPieceR
     """
     stopping.check()
     t0 = time.perf_counter()
-    parts = part_set(job)
+    parts = part_set(job, cfg)
     links = LinkStore(job.render_dir / "links", parts, cfg.stitching.rule()).state(index)
     rows = track_rows_from_table(part_rows(parts, index, links.track_of, links.classes()))
     overlay = _overlay(job, cfg)

@@ -172,9 +172,7 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
 
     @app.post("/api/corrections")
     def save_corrections(body: bodies.CorrectionsRequest) -> dict[str, Any]:
-        run = studio.run(body.path)
-        return {"path": corrections.save(run.path, body.corrections),
-                "corrections": body.corrections.model_dump(mode="json")}  # fmt: skip
+        return studio.save_corrections(body.path, body.corrections)
 
     @app.get("/api/review")
     def review_list(path: str = Query(...)) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import ValidationError
 
@@ -20,6 +22,8 @@ from sam2flow.io import storage
 from sam2flow.io.scratch import own_folder
 from sam2flow.io.video import VideoProbe, probe
 from sam2flow.readers.run import Run
+from sam2flow.stages.stitch import corrections
+from sam2flow.stages.stitch.corrections import Corrections
 from sam2flow.studio import runs
 from sam2flow.studio.preview import Previewer
 from sam2flow.studio.roots import Roots
@@ -98,6 +102,13 @@ class Studio:
             self.runs[run_id] = _Started(video, out, started)
         return {"id": run_id, "via": started.via}
 
+    def save_corrections(self, path: str, fixes: Corrections) -> dict[str, Any]:
+        """Write a run's corrections.yaml, each prompt for a track of the run given the track's ``track_box`` (so
+        `sam2flow run` refines that track's object instead of starting another)."""
+        run = self.run(path)
+        fixed = with_track_boxes(run, fixes)
+        return {"path": corrections.save(run.path, fixed), "corrections": fixed.model_dump(mode="json")}
+
     def make_references(self, path: str, frames: list[int], tracks: list[tuple[int, str]], dest: str) -> dict[str, Any]:
         """A reference library from a finished run under the roots, written under the roots; ``tracks`` is a list of
         [track id, name] pairs, in the order that gives the identities their ids."""
@@ -114,3 +125,24 @@ class Studio:
         if started is None:
             raise InputError(f"no run {run_id} was started by this studio")
         return started.run.status()
+
+
+def with_track_boxes(run: Run, fixes: Corrections) -> Corrections:
+    """``fixes`` with every prompt that names a track of ``run`` (its ``obj_id``) and has no ``track_box`` given
+    the box of that track on the last frame up to the prompt's where it has a mask."""
+    wanted = {p.obj_id for p in fixes.prompts if p.obj_id is not None and p.track_box is None}
+    if not wanted:
+        return fixes
+    t = run.masks(columns=["frame", "track_id", "bbox"])
+    t = t.filter(pc.is_in(t["track_id"], pa.array(sorted(wanted), pa.int32())))
+    rows: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = {}
+    for f, tid, box in zip(t["frame"].to_pylist(), t["track_id"].to_pylist(), t["bbox"].to_pylist()):
+        rows.setdefault(tid, []).append((f, tuple(box)))
+    prompts = []
+    for p in fixes.prompts:
+        if p.obj_id in wanted:
+            before = [r for r in rows.get(p.obj_id, []) if r[0] <= p.frame]
+            if before:
+                p = p.model_copy(update={"track_box": max(before)[1]})
+        prompts.append(p)
+    return fixes.model_copy(update={"prompts": prompts})

@@ -17,7 +17,7 @@ import numpy as np
 from sam2flow.config import DetectorConfig, ManualPrompt, PipelineConfig
 from sam2flow.control import stopping
 from sam2flow.core import rle
-from sam2flow.core.prompts import filter_detections, is_duplicate_mask, new_object_prompts
+from sam2flow.core.prompts import box_iou, filter_detections, is_duplicate_mask, new_object_prompts
 from sam2flow.core.types import (
     BoolArray,
     Detections,
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_FRAMES = 32
 REACQUIRE_FRAMES = 30  # a detection matching an object lost this recently re-prompts that object
+Box = tuple[float, float, float, float]
+TARGET_IOU = 0.5  # a correction's track_box finds the object whose latest box overlaps it at least this much
 CANDIDATES_PER_NEW = 3  # detections tried (each costs one SAM2 decoder pass) per object a keyframe may add
 
 
@@ -187,6 +189,16 @@ def manual_prompts_for(
     return out
 
 
+def correction_targets(prompts: Iterable[ManualPrompt], sub: Subsequence) -> dict[str, Box]:
+    """For each object key (``id:<obj_id>``) of the corrections inside ``sub`` that carry a ``track_box``, the box
+    of its earliest such prompt: where the track it corrects was."""
+    out: dict[str, Box] = {}
+    for p in sorted((p for p in prompts if sub.contains(p.frame)), key=lambda p: p.frame):
+        if p.obj_id is not None and p.track_box is not None:
+            out.setdefault(f"id:{p.obj_id}", p.track_box)
+    return out
+
+
 def carried_prompts(prev_part: str, sub: Subsequence) -> dict[int, list[tuple[LocalObjId, ObjectPrompt]]]:
     """Mask prompts continuing the previous subsequence's objects (carry mode), by local frame.
 
@@ -258,6 +270,7 @@ class SubsequenceObjects:
         self.rows = self.done = self.backfilled = 0
         self.masked_frames: set[int] = set()
         self.keyframe_boxes: list[tuple[int, list[list[float]]]] = []  # what the detector found, for the review
+        self.targets = correction_targets(settings.prompts, sub)
 
     def budget(self) -> int:
         """How many more objects this subsequence may take."""
@@ -328,14 +341,21 @@ class SubsequenceObjects:
                 self.last_seen[p.local_id] = (k, p.mask)
         return prompts
 
-    def admit_manual(self, manual: list[tuple[str, ObjectPrompt]], budget: int) -> tuple[list[ObjectPrompt], int]:
-        """The manual prompts of one frame with their local ids: a prompt for a known object (same ``obj_id``)
-        corrects it; any other starts a new object while ``budget`` allows. Returns them and how many are new."""
+    def admit_manual(
+        self, manual: list[tuple[str, ObjectPrompt]], budget: int, held: FrameMasks | None = None
+    ) -> tuple[list[ObjectPrompt], int]:
+        """The manual prompts of one frame with their local ids: a prompt for a known object (same ``obj_id``, or
+        the object a correction's ``track_box`` finds) corrects it; any other starts a new object while ``budget``
+        allows. ``held`` is every object's masks on the frame. Returns the prompts and how many are new."""
         prompts: list[ObjectPrompt] = []
         fresh = 0
         first_free = self.next_id()
         for key, p in manual:
             local_id = self.manual_ids.get(key)
+            if local_id is None and key in self.targets:
+                local_id = self._corrected(self.targets[key], held)
+                if local_id is not None:
+                    self.manual_ids[key] = local_id
             if local_id is None:
                 if fresh >= budget:
                     continue
@@ -343,6 +363,23 @@ class SubsequenceObjects:
                 fresh += 1
             prompts.append(replace(p, local_id=local_id))
         return prompts, fresh
+
+    def _corrected(self, box: Box, held: FrameMasks | None) -> LocalObjId | None:
+        """The object a correction's ``track_box`` finds: the one whose latest mask (on this frame, else the last
+        one it had) has the box closest to it, if their IoU is at least `TARGET_IOU`; objects prompts already
+        name are not candidates."""
+        latest = {o: m for o, (_, m) in self.last_seen.items()}
+        if held is not None:
+            latest.update(zip(held.obj_ids, held.masks))
+        taken = set(self.manual_ids.values())
+        best, best_iou = None, TARGET_IOU
+        for o, m in latest.items():
+            if o in taken or not m.any():
+                continue
+            iou = float(box_iou(box, rle.bbox(m))[0, 0])
+            if iou >= best_iou:
+                best, best_iou = o, iou
+        return best
 
     def add(self, prompts: list[ObjectPrompt], held: FrameMasks | None) -> FrameMasks | None:
         """Add prompts to the session; returns every object's masks on their frame after the last one."""
@@ -420,7 +457,7 @@ class SubsequenceObjects:
         """
         prompts = self.admit_carried(k)
         budget = self.budget()
-        manual_prompts, fresh = self.admit_manual(manual, budget)
+        manual_prompts, fresh = self.admit_manual(manual, budget, held)
         prompts += manual_prompts
         budget -= fresh
         held = self.add(prompts, held)

@@ -33,9 +33,12 @@ from sam2flow.stages.stitch.review import ReviewInputs, write_review
 log = logging.getLogger(__name__)
 
 
-def part_set(job: VideoJob) -> PartSet:
-    """The run's part files, as the stitcher reads them."""
-    return PartSet(job.plan, tuple(job.part_uris()), job.info.height, job.info.width)
+def part_set(job: VideoJob, cfg: PipelineConfig) -> PartSet:
+    """The run's part files, as the stitcher reads them, with the ``obj_id`` of every prompt it segmented (the
+    config's and the corrections')."""
+    own = [p.obj_id for p in cfg.prompts if p.obj_id is not None]
+    prompted = frozenset([*own, *(p.obj_id for p in job.extra_prompts if p.obj_id is not None)])
+    return PartSet(job.plan, tuple(job.part_uris()), job.info.height, job.info.width, prompted, max(own, default=0) + 1)
 
 
 def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
@@ -54,7 +57,7 @@ def stitch(job: VideoJob, cfg: PipelineConfig) -> StitchResult:
         job.output("tracks.parquet"),
         metadata={"video_id": job.video_id, "random_weights": str(job.random_weights).lower()},
     )
-    parts, rule, fixes = part_set(job), cfg.stitching.rule(), corrections.load(job.out_dir)
+    parts, rule, fixes = part_set(job, cfg), cfg.stitching.rule(), corrections.load(job.out_dir)
     seams: list[Seam] = []
     result = stitch_parts(parts, rule, target, fixes, seams)
     log.info(

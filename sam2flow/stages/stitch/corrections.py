@@ -2,10 +2,11 @@
 
     prompts:                 # the config's prompt schema: points and/or a box on a frame
       - frame: 130
-        obj_id: 7            # prompts sharing an obj_id are one object, kept as one track through the video
+        obj_id: 7            # the track this prompt is for: prompts sharing an obj_id are one object, track 7
         points: [[412, 230]]
         labels: [1]
         class_name: person
+        track_box: [380, 200, 460, 300]  # track 7's box up to frame 130 (the studio fills it in): refine that object
     merge: [[3, 5]]          # track 5 (and any further id in the list) becomes track 3
     split:                   # the rows of track 4 from frame 120 on become a new track
       - {track: 4, frame: 120}
@@ -18,9 +19,9 @@
 Prompts need the models: `sam2flow run` adds them to the config's prompts and re-segments only the subsequences
 whose frames they touch. Merge, split, delete and classes need no model: they are applied after stitching, in
 that order, by `sam2flow run` and `sam2flow stitch`. ``reviewed`` changes no track: it keeps the review list's
-marks across re-stitching. Track ids are those the stitcher gives before corrections
-(split-off tracks get the next free ids, in the order of ``split``). Where a merge puts two rows of one track on the
-same frame, the row with the higher score is kept.
+marks across re-stitching. Track ids are those the stitcher gives before corrections: a prompted object's
+``obj_id``, then the others (split-off tracks get the next free ids, in the order of ``split``). Where a merge
+puts two rows of one track on the same frame, the row with the higher score is kept.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from sam2flow.core.stitching import (
     MatchRule,
     PairMatch,
     Proposal,
+    final_ids,
     joined,
     link_subsequence,
     majority,
@@ -53,12 +54,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PartSet:
-    """The part files of one run, one per subsequence of its plan, and the frame size of their masks."""
+    """The part files of one run, one per subsequence of its plan, the frame size of their masks and the ids its
+    prompts name (those are track ids; the other tracks are numbered after the config's)."""
 
     plan: tuple[Subsequence, ...]
     uris: tuple[str, ...]
     height: int
     width: int
+    prompted: frozenset[int] = frozenset()
+    """Every ``obj_id`` the run's prompts (its config's and its corrections') use: no unnamed track takes one."""
+    first_track: int = 1
+    """The first id a track no prompt names may take: after every ``obj_id`` of the config's prompts."""
 
     def __post_init__(self) -> None:
         if len(self.plan) != len(self.uris):
@@ -140,7 +146,12 @@ def link_next(parts: PartSet, prev: LinkState | None, rule: MatchRule) -> tuple[
     fixed = {LocalObjId(o): TrackId(t) for o, t in read_id_map(parts.uris[index], IDENTITIES).items()}
     if fixed and prev is not None:
         _report_disagreements(prev, matches, fixed, index)
-    state = link_subsequence(prev, index, matches, first_seen, votes, named, fixed)
+    if set(named.values()) & set(fixed.values()):
+        log.warning(
+            "subsequence %d: a prompt's obj_id is also a reference identity's id (%s): one track",
+            index, ", ".join(str(n) for n in sorted(set(named.values()) & set(fixed.values()))),
+        )  # fmt: skip
+    state = link_subsequence(prev, index, matches, first_seen, votes, named, fixed, parts.first_track, parts.prompted)
     seam = None if prev is None else _seam(parts, prev, state, proposals)
     return state, len(matches), seam
 
@@ -255,16 +266,15 @@ def stitch_parts(
     model-free ``corrections`` (merge, split, delete, classes) are applied to the stitched tracks. ``seams``, when
     given, receives every seam in the final track ids, for the review list.
     """
-    track_ofs: list[dict[LocalObjId, TrackId]] = []
-    final_votes: dict[TrackId, ClassVotes] = {}
+    states: list[LinkState] = []
     found: list[Seam] = []
-    matches, next_track = 0, 1
+    matches = 0
     for state, n, seam in link_all(parts, rule):
         if seam is not None:
             found.append(seam)
-        track_ofs.append(state.track_of)
-        final_votes.update(state.votes)  # a track's votes are complete in the last state that holds it
-        matches, next_track = matches + n, state.next_track
+        states.append(state)
+        matches += n
+    track_ofs, final_votes, next_track = renumbered(states, found)
     edits = TrackEdits(corrections, next_track) if corrections is not None and corrections.edits_tracks else None
     classes = edits.classes(final_votes) if edits else {t: majority(v) for t, v in final_votes.items()}
     if seams is not None:
@@ -286,6 +296,31 @@ def stitch_parts(
     with ParquetSink(target.tracks_uri, tracks_schema) as tsink:
         tsink.write(_tracks_table(stats, classes, target.video_id))
     return StitchResult(tracks=len(stats), rows=rows, matches=matches, frames_with_masks=frames_with_masks)
+
+
+def renumbered(
+    states: list[LinkState], seams: list[Seam]
+) -> tuple[list[dict[LocalObjId, TrackId]], dict[TrackId, ClassVotes], int]:
+    """Every subsequence's track ids in their final numbering (`final_ids`), each track's class votes and the first
+    id no track has; ``seams`` are renumbered in place."""
+    final = final_ids(states)
+    votes: dict[TrackId, ClassVotes] = {}
+    for state in states:
+        votes.update(state.votes)  # a track's votes are complete in the last state that holds it
+    aliased = {a for s in states for a in s.aliases}  # their votes are counted in their name's already
+    final_votes = {final[t]: v for t, v in votes.items() if t not in aliased}
+    track_ofs = [{o: final[t] for o, t in s.track_of.items()} for s in states]
+    if any(final[t] != t for t in final):
+        seams[:] = [_renumber_seam(seam, final) for seam in seams]
+    return track_ofs, final_votes, max(max(final.values(), default=0) + 1, states[-1].next_track if states else 1)
+
+
+def _renumber_seam(seam: Seam, final: dict[TrackId, TrackId]) -> Seam:
+    def new(t: int | None) -> int | None:
+        return None if t is None else int(final.get(TrackId(t), TrackId(t)))
+
+    pairs = tuple(replace(p, left_track=new(p.left_track), right_track=new(p.right_track)) for p in seam.pairs)
+    return replace(seam, pairs=pairs)
 
 
 def _add_track_stats(t: pa.Table, stats: dict[TrackId, list[float]]) -> int:
