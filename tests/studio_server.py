@@ -78,3 +78,19 @@ class StudioProcess:
         code = self.proc.wait(30)
         self.reader.join(10)
         return code
+
+
+def not_blank(path: Path, name: str | None = None) -> bool:
+    """Whether a screenshot shows something; with $SAM2FLOW_SCREENSHOTS set (e.g. to docs) and a ``name``, a small
+    JPEG of it is kept there under that name (the documentation's pictures are made this way)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    keep = os.environ.get("SAM2FLOW_SCREENSHOTS")
+    if keep and name:
+        small = image.crop((0, 0, image.width, min(image.height, 820)))
+        small.thumbnail((1000, 1000))
+        small.save(Path(keep) / name, quality=70, optimize=True)
+    shot = np.asarray(image)
+    return bool(shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 200)

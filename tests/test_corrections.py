@@ -34,6 +34,14 @@ def test_track_edits_merge_split_delete_and_keep_the_best_duplicate() -> None:
     assert classes.classes(votes) == {TrackId(1): (1, "b"), TrackId(3): (1, "b")}
 
 
+def test_a_split_off_piece_keeps_the_class_its_track_was_given() -> None:
+    """Renamed and split, a track's both pieces carry the new name (the split-off one does not fall back to the
+    class its rows voted for)."""
+    fixes = Corrections(split=[Split(track=1, frame=5)], classes=[{"track": 1, "class_name": "dog"}])
+    classes = TrackEdits(fixes, next_track=3).classes({TrackId(1): {(0, "cat"): 9}, TrackId(2): {(0, "cat"): 2}})
+    assert classes == {TrackId(1): (-1, "dog"), TrackId(3): (-1, "dog"), TrackId(2): (0, "cat")}
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -20,7 +20,7 @@ import yaml
 
 from sam2flow.config import load_config
 from sam2flow.core import rle
-from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess
+from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess, not_blank
 from tests.synth import read_index, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +115,11 @@ def test_frames_are_the_frames_the_pipeline_reads(client, root: Path) -> None:  
         ("get", "/api/hit", {"path": "/", "frame": 0, "x": 1, "y": 1}),
         ("post", "/api/corrections", {"path": "/tmp", "corrections": {}}),
         ("post", "/api/apply", {"path": "/tmp"}),
+        ("post", "/api/rerun", {"path": "/tmp"}),
+        ("get", "/api/runmasks", {"path": "/tmp", "start": 0, "stop": 9}),
+        ("get", "/api/media", {"path": "/etc/hostname"}),
+        ("get", "/api/config", {"path": "/etc/elsewhere.yaml"}),
+        ("post", "/api/track", {"path": "/etc/passwd", "stop": 2, "prompts": [{"frame": 0, "box": [1, 1, 9, 9]}]}),
         ("post", "/api/references", {"path": "/tmp", "frames": [0], "tracks": [[1, "a"]], "dest": "ROOT/lib"}),
     ],
 )
@@ -205,21 +210,6 @@ def browser_page(studio: StudioProcess) -> Iterator[tuple[str, object]]:
         browser.close()
 
 
-def _not_blank(path: Path, name: str) -> bool:
-    """Whether a screenshot shows something; with $SAM2FLOW_SCREENSHOTS set (e.g. to docs), a small JPEG of it is
-    kept there under ``name`` (the README's pictures are made this way)."""
-    from PIL import Image
-
-    image = Image.open(path).convert("RGB")
-    keep = os.environ.get("SAM2FLOW_SCREENSHOTS")
-    if keep:
-        small = image.crop((0, 0, image.width, min(image.height, 820)))
-        small.thumbnail((1000, 1000))
-        small.save(Path(keep) / name, quality=70, optimize=True)
-    shot = np.asarray(image)
-    return bool(shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 200)
-
-
 def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """In Chromium: points, a box and a zone clicked on a scaled canvas are saved in source pixels; Run runs once."""
     url, page = browser_page
@@ -273,7 +263,7 @@ def test_prompt_page_in_a_browser(browser_page, root: Path, tmp_path: Path) -> N
     assert zone["name"] == "door"
     assert zone["polygon"] == [pytest.approx(source(dx, dy), abs=0.01) for dx, dy in corners]
     load_config(root / "clip.studio.yaml")  # `sam2flow run --config` accepts it unchanged
-    assert errors == [] and _not_blank(tmp_path / "prompt.png", "studio-prompt.jpg")
+    assert errors == [] and not_blank(tmp_path / "prompt.png")
 
 
 def test_review_page_makes_a_reference_library(browser_page, finished: Path, root: Path) -> None:  # type: ignore[no-untyped-def]
@@ -319,4 +309,4 @@ def test_review_page_merges_two_tracks(browser_page, finished: Path, tmp_path: P
     after = pq.read_table(finished / "tracks.parquet").to_pylist()
     assert [t["track_id"] for t in after] == [1] and after[0]["num_frames"] == len(frames)
     assert yaml.safe_load((finished / "corrections.yaml").read_text())["merge"] == [[1, 2]]
-    assert _not_blank(tmp_path / "review.png", "studio-review.jpg")
+    assert not_blank(tmp_path / "review.png")

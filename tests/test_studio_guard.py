@@ -165,6 +165,16 @@ def test_the_token_is_required_and_kept_in_a_cookie(studio: StudioProcess) -> No
         ("/api/references", {"path": "ROOT", "frames": "1", "tracks": [[1, "a"]], "dest": "ROOT/l"}, "body.frames"),
         ("/api/references", {"path": "ROOT", "frames": [1], "tracks": [[1]], "dest": "ROOT/l"}, "body.tracks.0"),
         ("/api/apply", {}, "body.path"),
+        ("/api/apply", {"path": "ROOT", "rerender": "maybe"}, "body.rerender"),
+        ("/api/track", {"path": "ROOT/clip.mp4", "stop": 10}, "body.prompts"),
+        (
+            "/api/track",
+            {"path": "ROOT/clip.mp4", "start": 9, "stop": 5, "prompts": [{"frame": 9, "box": [1, 1, 9, 9]}]},
+            "stop - start",
+        ),
+        ("/api/track", {"path": "ROOT/clip.mp4", "stop": 5, "prompts": [{"frame": 0}]}, "at least one point or box"),
+        ("/api/track", {"path": "ROOT/clip.mp4", "stop": 5, "prompts": [{"box": [1, 1, 9, 9]}]}, "prompts.0.frame"),
+        ("/api/rerun", {"path": 3}, "body.path"),
     ],
 )
 def test_bad_bodies_are_4xx_naming_the_field(studio: StudioProcess, root: Path, url: str, body: object,
@@ -184,6 +194,13 @@ def test_bad_query_values_and_broken_json_are_4xx(studio: StudioProcess, root: P
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     r = studio.client.get("/api/hit", params={"path": str(root), "frame": 0, "x": "left", "y": 1})
     assert r.status_code == 422 and "query.x" in r.json()["detail"]
+    r = studio.client.get("/api/runmasks", params={"path": str(root), "start": 0})
+    assert r.status_code == 422 and "query.stop" in r.json()["detail"]
+    body = {"path": str(root / "clip.mp4"), "start": 40, "stop": 60, "prompts": [{"frame": 40, "box": [1, 1, 9, 9]}]}
+    r = studio.client.post("/api/track", json=body)
+    assert r.status_code == 400 and "past the video's last frame" in r.json()["detail"]
+    r = studio.client.get("/api/config", params={"path": str(root / "none.yaml")})
+    assert r.status_code == 200 and r.json()["exists"] is False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from sam2flow.config import PipelineConfig
 from sam2flow.core import rle
@@ -32,7 +32,7 @@ from sam2flow.studio.state import RunConflict, Studio
 PAGES = ("index", "prompt", "review")
 
 
-ASSETS = {"studio.css": "text/css", "studio.js": "text/javascript"}
+ASSETS = {"studio.css": "text/css", "studio.js": "text/javascript", "player.js": "text/javascript"}
 """What the pages share, served at /<name>."""
 
 STATUS = ((PathRefused, 403), (RunConflict, 409), (FolderBusyError, 409), (InputError, 400), (FileNotFoundError, 404))
@@ -126,7 +126,7 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
     @app.get("/api/video")
     def video(path: str = Query(...)) -> dict[str, Any]:
         v, info = studio.video(path)
-        return {"path": v, **info.to_dict()}
+        return {"path": v, **info.to_dict(), "fps_float": info.fps_float}
 
     @app.get("/api/frame")
     def frame(path: str = Query(...), frame: int = Query(0, ge=0)) -> Response:
@@ -139,8 +139,30 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
         image = views.frame_image(v, info, body.frame)
         objects = [_preview_object(o) for o in body.objects]
         masks, seconds = studio.previewer.masks((v, body.frame), image, objects)
-        return {"seconds": round(seconds, 3), "height": info.height, "width": info.width,
-                "masks": [rle.encode(m) for m in masks], "overlay": views.overlay(masks)}  # fmt: skip
+        ids = [o.obj_id if o.obj_id is not None else i + 1 for i, o in enumerate(body.objects) if o.points or o.box]
+        return {"seconds": round(seconds, 3), "height": info.height, "width": info.width, "ids": ids,
+                "masks": [rle.encode(m) for m in masks], "boxes": [views.box_of(m) for m in masks],
+                "overlay": views.overlay(masks, ids)}  # fmt: skip
+
+    @app.post("/api/track")
+    def track(body: bodies.TrackRequest) -> StreamingResponse:
+        from sam2flow.studio.track import TrackPrompt, track_lines
+
+        v, info = studio.video(body.path)
+        if body.stop > info.num_frames:
+            raise InputError(f"stop {body.stop} is past the video's last frame ({info.num_frames - 1})")
+        prompts = [TrackPrompt(p.obj_id if p.obj_id is not None else 1, p.frame, tuple(p.points), tuple(p.labels),
+                               p.box) for p in body.prompts]  # fmt: skip
+        lines = track_lines(studio.previewer, studio.scratch / "track", v, info, range(body.start, body.stop), prompts)
+        return StreamingResponse(lines, media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/config")
+    def saved_config(path: str = Query(...)) -> dict[str, Any]:
+        return studio.read_config(path)
+
+    @app.get("/api/media")
+    def media(path: str = Query(...)) -> Response:
+        return FileResponse(studio.media(path), headers={"Cache-Control": "no-store"})
 
     @app.post("/api/save")
     def save(body: bodies.SaveRequest) -> dict[str, Any]:
@@ -149,6 +171,10 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
     @app.post("/api/run")
     def run(body: bodies.RunRequest) -> dict[str, Any]:
         return studio.start_run(body.video, body.config, body.out)
+
+    @app.post("/api/rerun")
+    def rerun(body: bodies.RunPath) -> dict[str, Any]:
+        return studio.rerun(body.path)
 
     @app.get("/api/run/{run_id}")
     def run_status(run_id: str) -> dict[str, Any]:
@@ -163,6 +189,10 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
     @app.get("/api/runframe")
     def run_frame(path: str = Query(...), frame: int = Query(0, ge=0)) -> Response:
         return views.jpeg(views.run_frame(studio.run(path), frame))
+
+    @app.get("/api/runmasks")
+    def run_masks(path: str = Query(...), start: int = Query(0, ge=0), stop: int = Query(..., ge=1)) -> dict[str, Any]:
+        return views.run_masks(studio.run(path), start, stop)
 
     @app.get("/api/hit")
     def hit(
@@ -195,8 +225,8 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
         return studio.make_references(body.path, body.frames, body.tracks, body.dest)
 
     @app.post("/api/apply")
-    def apply(body: bodies.RunPath) -> dict[str, Any]:
+    def apply(body: bodies.ApplyRequest) -> dict[str, Any]:
         from sam2flow.stages.stitch.restitch import restitch
 
         run = studio.run(body.path)
-        return asdict(restitch(run.path))
+        return {**asdict(restitch(run.path, rerender=body.rerender)), "rerendered": body.rerender}

@@ -20,8 +20,10 @@ class _Body(BaseModel):
 
 
 class PreviewObject(_Body):
-    """One object's prompts on the previewed frame, in source pixels (none: the object is left out)."""
+    """One object's prompts on the previewed frame, in source pixels (none: the object is left out), and its
+    ``obj_id`` (its colour; default: its place in the list, from 1)."""
 
+    obj_id: Annotated[int, Field(ge=0)] | None = None
     points: list[tuple[Coordinate, Coordinate]] = Field(default_factory=list, max_length=1000)
     labels: list[Literal[0, 1]] = Field(default_factory=list, max_length=1000)
     box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = None
@@ -32,6 +34,33 @@ class PreviewObject(_Body):
             raise ValueError(f"{len(self.points)} point(s) but {len(self.labels)} label(s): one label per point")
         if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
             raise ValueError(f"box {list(self.box)} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return self
+
+
+class TrackClick(PreviewObject):
+    """One object's prompts on one frame, for Track."""
+
+    frame: FrameNumber
+
+
+MAX_TRACK_FRAMES = 3000
+"""The most frames one Track request covers."""
+
+
+class TrackRequest(_Body):
+    """Track the objects' prompts over frames ``start``..``stop - 1`` of a video with SAM2, in the studio."""
+
+    path: Path
+    start: FrameNumber = 0
+    stop: Annotated[int, Field(ge=1)]
+    prompts: list[TrackClick] = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _span(self) -> TrackRequest:
+        if not 0 < self.stop - self.start <= MAX_TRACK_FRAMES:
+            raise ValueError(f"stop - start must be 1 to {MAX_TRACK_FRAMES} frames, got {self.stop - self.start}")
+        if not any(p.points or p.box for p in self.prompts):
+            raise ValueError("give at least one point or box to track")
         return self
 
 
@@ -88,3 +117,9 @@ class RunPath(_Body):
     """A finished run's folder."""
 
     path: Path
+
+
+class ApplyRequest(RunPath):
+    """Re-stitch a finished run with its corrections; ``rerender`` draws annotated.mp4 again too."""
+
+    rerender: bool = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,12 @@ class Previewer:
             device = available_devices(self.device)[0]  # the first device listed (auto: the first GPU, else the CPU)
             self._model = Sam2Segmenter(checkpoint, device, self.cfg.segmenter.image_size)
         return self._model
+
+    @contextmanager
+    def model(self) -> Iterator[Any]:
+        """The segmenter (built on first use), held for one caller at a time (a track, a preview)."""
+        with self._lock:
+            yield self._segmenter()
 
     def masks(self, key: tuple[str, int], image: np.ndarray, objects: list[PreviewObject]) -> tuple[np.ndarray, float]:
         """``(N, H, W)`` masks of the objects on frame ``key`` = (video, frame) whose RGB image is given, and the

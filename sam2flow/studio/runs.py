@@ -3,12 +3,14 @@ is configured and serves it (through `sam2flow.flows.remote`, the library's one 
 local ``sam2flow run`` in a process of its own.
 
 Each run answers `status()` with one shape: ``status`` (running/done/failed), ``via`` (deployment/local), ``note``,
-``flow_run_url`` (a link to the Prefect UI, once known), ``progress`` and ``log_tail``.
+``flow_run_url`` (a link to the Prefect UI, once known), ``progress``, ``log_tail``, ``run_dir`` (the finished run's
+folder, once known) and ``reason`` (why it failed).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +44,40 @@ class LocalRun:
     def status(self) -> dict[str, Any]:
         lines = self.log.read_text(errors="replace").splitlines()
         link = next((line.split("View at ", 1)[1].strip() for line in lines if "View at " in line), None)
-        progress = [line[line.index("segmented") :] for line in lines if "segmented" in line and "%" in line]
         code = self.proc.poll()
         state = "running" if code is None else ("done" if code == 0 else "failed")
+        done = [line.split("done in ", 1)[1] for line in lines if "done in " in line and ": " in line]
         return {"status": state, "via": self.via, "note": self.note, "returncode": code, "flow_run_url": link,
-                "progress": progress[-1:], "log_tail": lines[-LOG_LINES:]}  # fmt: skip
+                "progress": progress_of(lines), "log_tail": lines[-LOG_LINES:],
+                "run_dir": done[-1].split(": ", 1)[1].strip() if done and state == "done" else None,
+                "reason": reason_of(lines) if state == "failed" else None}  # fmt: skip
+
+
+FRAME_LINE = re.compile(r"subsequence (\d+)/(\d+): (?:frame (\d+)/(\d+)|reusing)")
+"""What the segment stage logs per subsequence: ``subsequence 2/5: frame 16/64`` or ``subsequence 1/5: reusing …``."""
+
+
+def progress_of(lines: list[str]) -> list[str]:
+    """Segmentation progress from a run's log, frame by frame: ``segmented 45% (subsequence 2/3, frame 16/64)``."""
+    done: dict[int, float] = {}
+    total, last = 0, ""
+    for line in lines:
+        m = FRAME_LINE.search(line)
+        if m is None:
+            continue
+        index, total = int(m[1]), int(m[2])
+        done[index] = 1.0 if m[3] is None else int(m[3]) / max(int(m[4]), 1)
+        last = f"subsequence {index}/{total}" + ("" if m[3] is None else f", frame {m[3]}/{m[4]}")
+    if not total:
+        return []
+    return [f"segmented {100 * sum(done.values()) / total:.0f}% ({last})"]
+
+
+def reason_of(lines: list[str]) -> str:
+    """Why a run failed: its ``error:`` line, else its last line."""
+    errors = [line.strip() for line in lines if line.strip().lower().startswith("error")]
+    rest = [line.strip() for line in lines if line.strip()]
+    return errors[-1] if errors else (rest[-1] if rest else "the run ended without a message")
 
 
 class DeploymentRun:
@@ -68,6 +99,8 @@ class DeploymentRun:
             "flow_run_url": s.url,
             "progress": [] if s.progress is None else [f"segmented {s.progress:.0f}%"],
             "log_tail": s.logs,
+            "run_dir": None,
+            "reason": s.message if s.final and not s.completed else None,
         }
 
 

@@ -70,6 +70,25 @@ class Studio:
     def run(self, path: str) -> Run:
         return Run(self.roots.check(path))
 
+    def media(self, path: str) -> str:
+        """The video file the page plays: a video under the roots, or a finished run's source video."""
+        target = self.roots.check(path)
+        if Path(target).is_file():
+            return target
+        video = self.run(path).local_video()
+        if video is None:
+            raise InputError(f"the source video of {target} cannot be read here")
+        return video
+
+    def read_config(self, path: str) -> dict[str, Any]:
+        """A saved config's prompts and zones, for the prompt page to show (``exists`` false when there is none)."""
+        target = self.roots.check(path)
+        if not Path(target).is_file():
+            return {"path": target, "exists": False, "prompts": [], "zones": []}
+        cfg = load_config(target)
+        return {"path": target, "exists": True, "prompts": [p.model_dump(mode="json") for p in cfg.prompts],
+                "zones": [z.model_dump(mode="json") for z in cfg.zones.regions]}  # fmt: skip
+
     def save_config(self, video: str, dest: str, prompts: list[ManualPrompt], zones: list[Zone]) -> dict[str, Any]:
         target = self.roots.check(dest)
         if not target.endswith((".yaml", ".yml")):
@@ -92,7 +111,18 @@ class Studio:
             RunConflict: Naming the run still going.
         """
         video, config, out = self.roots.check(video), self.roots.check(config), self.roots.check(out)
-        cfg = load_config(config)
+        return self._start(video, config, out, load_config(config))
+
+    def rerun(self, path: str) -> dict[str, Any]:
+        """Run a finished run's video again with its own config into the same output folder: its corrections'
+        prompts re-segment the subsequences they touch, the rest is reused (`sam2flow run`)."""
+        run = self.run(path)
+        video, out = self.roots.check(run.manifest.input), self.roots.check(str(Path(run.path).parent))
+        config = self.logs / f"rerun-{uuid.uuid4().hex[:12]}.yaml"
+        config.write_text(yaml.safe_dump(run.manifest.config.model_dump(mode="json"), sort_keys=False))
+        return self._start(video, str(config), out, run.manifest.config)
+
+    def _start(self, video: str, config: str, out: str, cfg: PipelineConfig) -> dict[str, Any]:
         with self._starting:  # two clicks in quick succession: the second sees the first
             for run_id, s in self.runs.items():
                 if (s.video, s.out) == (video, out) and s.run.status()["status"] == "running":

@@ -34,14 +34,44 @@ def frame_image(video: str, info: VideoProbe, frame: int) -> np.ndarray:
     raise InputError(f"frame {frame} of {video} could not be decoded")
 
 
-def overlay(masks: np.ndarray) -> str:
-    """The masks as one RGBA PNG (data URL), each in its track colour at half opacity."""
+def box_of(mask: np.ndarray) -> list[int]:
+    """A mask's tight box [x0, y0, x1, y1] (all zeros for an empty one)."""
+    return [int(v) for v in rle.bbox(mask)] if mask.any() else [0, 0, 0, 0]
+
+
+def overlay(masks: np.ndarray, ids: list[int]) -> str:
+    """The masks as one RGBA PNG (data URL), each in the colour of its object's id (the track id it will have) at
+    half opacity."""
     h, w = masks.shape[1:] if masks.ndim == 3 else (1, 1)
     out = np.zeros((h, w, 4), np.uint8)
-    for i, m in enumerate(masks):
-        out[m] = (*track_colour(i + 1), 140)
+    for i, m in zip(ids, masks):
+        out[m] = (*track_colour(i), 140)
     ok, data = cv2.imencode(".png", out[:, :, [2, 1, 0, 3]])
     return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode("ascii") if ok else ""
+
+
+MASK_FRAMES = 600
+"""The most frames one `run_masks` answer covers."""
+
+
+def run_masks(run: Run, start: int, stop: int) -> dict[str, Any]:
+    """The run's masks on frames ``start``..``stop - 1`` (at most `MASK_FRAMES`), for the page to draw: one
+    ``[frame, track id, RLE counts, x0, y0, x1, y1]`` list per row."""
+    if stop <= start:
+        raise InputError(f"stop ({stop}) must be after start ({start})")
+    stop = min(stop, start + MASK_FRAMES, run.num_frames)
+    rows = masks_rows(run.file("masks.parquet"), range(start, stop))
+    return {"start": start, "stop": stop, "height": run.height, "width": run.width,
+            "rows": [[r.frame, r.track_id, r.rle, *map(int, r.bbox)] for r in rows]}  # fmt: skip
+
+
+def frame_times(run: Run) -> list[float] | None:
+    """When each frame is shown, for the page to find the frame the video element is on; None when that is
+    ``frame / fps`` to the millisecond (a constant frame rate: the page computes it)."""
+    times = run.times
+    if np.abs(times - np.arange(len(times)) / run.fps).max(initial=0.0) < 1e-3:
+        return None
+    return [round(float(t), 6) for t in times]
 
 
 def run_info(run: Run) -> dict[str, Any]:
@@ -58,6 +88,9 @@ def run_info(run: Run) -> dict[str, Any]:
         "width": run.width,
         "height": run.height,
         "fps": run.fps,
+        "times": frame_times(run),
+        "video": run.local_video() is not None,
+        "render_stale": bool(run.manifest.stages.render and run.manifest.stages.render.stale),
         "tracks": [
             {
                 **t,

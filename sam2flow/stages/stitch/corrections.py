@@ -125,6 +125,9 @@ class TrackEdits:
             self.splits.append((self.merge.get(s.track, s.track), s.frame, next_track))
             next_track += 1
         self.classes_by_track = {self.merge.get(c.track, c.track): c.class_name for c in corrections.classes}
+        for track, _, fresh in self.splits:  # a split-off piece keeps the class its track was given
+            if track in self.classes_by_track:
+                self.classes_by_track.setdefault(fresh, self.classes_by_track[track])
 
     def apply(self, frames: np.ndarray, tracks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows sorted by frame in, ``(indices of the rows kept, their new track ids)`` out, sorted by (frame, id)."""

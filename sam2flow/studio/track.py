@@ -1,0 +1,92 @@
+"""Track in the page: SAM2 propagates the prompt page's objects over a range of frames inside the studio, and the
+masks stream back frame by frame (the SAM2 demo's loop: prompt, track, correct a bad frame, track again).
+
+The frames are read exactly as a run reads them (`sam2flow.io.frames.extract_frames`, scaled to the model's input),
+and the model is the previewer's, so what the page shows is what a run with the same prompts would segment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sam2flow.core import rle
+from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt, Subsequence
+from sam2flow.errors import InputError, describe
+from sam2flow.io.frames import extract_frames, frame_limit
+from sam2flow.io.video import VideoProbe
+from sam2flow.studio.preview import Previewer
+
+if TYPE_CHECKING:
+    from sam2flow.models.segmenter import Sam2Session
+
+
+@dataclass(frozen=True)
+class TrackPrompt:
+    """One click or box of one object, on a global frame, in source pixels."""
+
+    obj_id: int
+    frame: int
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+
+
+def track_lines(previewer: Previewer, folder: Path, video: str, info: VideoProbe, span: range,
+                prompts: list[TrackPrompt]) -> Iterator[str]:  # fmt: skip
+    """NDJSON lines: ``{"start", "stop", "frames"}`` first, then one ``{"frame", "masks": [[obj_id, rle, x0, y0,
+    x1, y1], …]}`` per tracked frame (forward from the first prompted frame to the end of ``span``, then back from it
+    to the start), and ``{"done": true, "seconds", "fps"}`` last (seconds of SAM2, frame reading excluded)."""
+    try:
+        yield from _track(previewer, folder, video, info, span, prompts)
+    except (InputError, OSError) as exc:  # the video could not be read, the disk is full: the user's to fix
+        yield json.dumps({"error": describe(exc)}) + "\n"
+
+
+def _track(previewer: Previewer, folder: Path, video: str, info: VideoProbe, span: range,
+           prompts: list[TrackPrompt]) -> Iterator[str]:  # fmt: skip
+    sub = Subsequence(0, span.start, span.stop)
+    inside = [p for p in prompts if span.start <= p.frame < span.stop and (p.points or p.box is not None)]
+    yield json.dumps({"start": span.start, "stop": span.stop, "frames": len(span)}) + "\n"
+    with previewer.model() as segmenter:
+        shutil.rmtree(folder, ignore_errors=True)
+        extract_frames(video, info, sub, folder, frame_limit(previewer.cfg))
+        t0, n = time.perf_counter(), 0
+        with segmenter.inference():
+            session = segmenter.open_session(folder)
+            try:
+                for p in sorted(inside, key=lambda p: p.frame):
+                    local, frame = LocalObjId(p.obj_id), p.frame - span.start
+                    session.add(ObjectPrompt(local, frame, -1, "object", p.points, p.labels, p.box, source="manual"))
+                first = min((p.frame for p in inside), default=span.start) - span.start
+                for fm in _both_ways(session, first, len(span) - 1):
+                    n += 1
+                    yield _frame_line(fm, span.start)
+            finally:
+                session.close()
+                shutil.rmtree(folder, ignore_errors=True)
+        seconds = time.perf_counter() - t0
+    fps = round(n / seconds, 3) if seconds else None
+    yield json.dumps({"done": True, "frames": n, "seconds": round(seconds, 3), "fps": fps}) + "\n"
+
+
+def _both_ways(session: Sam2Session, first: int, last: int) -> Iterator[FrameMasks]:
+    """Forward from ``first`` to ``last``, then backward from ``first`` to 0 (local frames)."""
+    yield from session.propagate(first, last)
+    if first > 0:
+        for fm in session.propagate(0, first, reverse=True):
+            if fm.frame < first:
+                yield fm
+
+
+def _frame_line(fm: FrameMasks, start: int) -> str:
+    masks = []
+    for o, m in zip(fm.obj_ids, fm.masks):
+        counts, box, _ = rle.describe(m)
+        masks.append([int(o), counts, *(int(v) for v in box)])
+    return json.dumps({"frame": fm.frame + start, "masks": masks}) + "\n"
