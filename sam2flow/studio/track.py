@@ -44,7 +44,9 @@ def track_lines(previewer: Previewer, folder: Path, video: str, info: VideoProbe
     to the start), and ``{"done": true, "seconds", "fps"}`` last (seconds of SAM2, frame reading excluded)."""
     try:
         yield from _track(previewer, folder, video, info, span, prompts)
-    except (InputError, OSError) as exc:  # the video could not be read, the disk is full: the user's to fix
+    except InputError as exc:  # the video could not be read: the user's to fix
+        yield json.dumps({"error": str(exc)}) + "\n"
+    except OSError as exc:  # no room for the frames
         yield json.dumps({"error": describe(exc)}) + "\n"
 
 
