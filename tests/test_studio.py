@@ -4,6 +4,7 @@ the reviewed run is a real process_video run started from the studio."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -128,6 +129,38 @@ def test_paths_outside_the_roots_are_refused(client, root: Path, method: str, ur
     data = {k: v.replace("ROOT", str(root)) if isinstance(v, str) else v for k, v in payload.items()}
     r = client.get(url, params=data) if method == "get" else client.post(url, json=data)
     assert r.status_code == 403 and "outside the studio's roots" in r.json()["detail"]
+
+
+def test_media_serves_videos_under_the_roots_only(client, root: Path, finished: Path) -> None:  # type: ignore[no-untyped-def]
+    """The page's video: a video under the roots (with ranges, as a browser asks), a run's source video; not a file
+    that is no video, nor a file a run's manifest names outside the roots."""
+    whole = client.get("/api/media", params={"path": str(root / "clip.mp4")})
+    assert whole.status_code == 200 and whole.content == (root / "clip.mp4").read_bytes()
+    part = client.get("/api/media", params={"path": str(finished)}, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == (root / "clip.mp4").read_bytes()[:100]
+    (root / "notes.txt").write_text("not a video")
+    assert client.get("/api/media", params={"path": str(root / "notes.txt")}).status_code == 400
+    crafted = root / "crafted"
+    shutil.copytree(finished, crafted)
+    manifest = json.loads((crafted / "manifest.json").read_text())
+    manifest["input"] = manifest["local_input"] = "/etc/hostname"
+    (crafted / "manifest.json").write_text(json.dumps(manifest))
+    r = client.get("/api/media", params={"path": str(crafted)})
+    assert r.status_code == 403 and "outside the studio's roots" in r.json()["detail"]
+    shutil.rmtree(crafted)
+
+
+def test_run_progress_and_failure_reason_from_the_log() -> None:
+    """A local run's status reads its progress frame by frame, and why it failed, from the log `sam2flow run`
+    writes."""
+    from sam2flow.studio.runs import progress_of, reason_of
+
+    log = ["12:00:01 INFO subsequence 1/2: reusing /out/parts/a.parquet",
+           "12:00:02 INFO subsequence 2/2: frame 8/32", "12:00:03 INFO subsequence 2/2: frame 16/32"]  # fmt: skip
+    assert progress_of(log) == ["segmented 75% (subsequence 2/2, frame 16/32)"]
+    assert progress_of(["starting"]) == []
+    failed = [*log, "error: /in/clip.mp4: no video stream: check the file", "Aborted."]
+    assert reason_of(failed) == "error: /in/clip.mp4: no video stream: check the file"
 
 
 def test_preview_segments_the_prompted_object(client, root: Path) -> None:  # type: ignore[no-untyped-def]

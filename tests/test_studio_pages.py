@@ -170,6 +170,11 @@ def test_prompt_page_objects_zones_undo_and_shortcuts(page: Any, root: Path) -> 
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("canvas[data-ready='1'][data-frame='1']")
     assert page.input_value("#frameNum") == "1" and page.inner_text("#time").startswith("0:00.04")
+    page.fill("#className", "spare")
+    page.click("#newObject")
+    assert page.inner_text("#objects").split("\n")[-1] == "3: spare (0 frame(s))"
+    page.keyboard.press("Delete")  # the selected object goes; the others keep their numbers
+    assert page.inner_text("#objects").split("\n") == ["1: red (1 frame(s))", "2: green (1 frame(s))"]
     page.keyboard.press("1")
     assert "sel" in page.get_attribute("#objects .row[data-obj='1']", "class")
     page.keyboard.press("?")

@@ -71,14 +71,17 @@ class Studio:
         return Run(self.roots.check(path))
 
     def media(self, path: str) -> str:
-        """The video file the page plays: a video under the roots, or a finished run's source video."""
+        """The video file the page plays: a video under the roots, or a finished run's source video when that is
+        under the roots too (a run's manifest is not trusted to name any file). Only a file ffprobe reads as a
+        video is served."""
         target = self.roots.check(path)
-        if Path(target).is_file():
-            return target
-        video = self.run(path).local_video()
-        if video is None:
-            raise InputError(f"the source video of {target} cannot be read here")
-        return video
+        if not Path(target).is_file():
+            video = self.run(path).local_video()
+            if video is None:
+                raise InputError(f"the source video of {target} cannot be read here")
+            target = self.roots.check(video)
+        probe(target)
+        return target
 
     def read_config(self, path: str) -> dict[str, Any]:
         """A saved config's prompts and zones, for the prompt page to show (``exists`` false when there is none)."""
