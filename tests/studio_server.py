@@ -25,6 +25,21 @@ STUDIO_BASE = ["chunking.length=32", "chunking.overlap=16", "detector.enabled=fa
 """The studio tests' clip (two squares) and base config overrides (Save replaces the prompts)."""
 
 
+def studio_clip(folder: Path) -> Path:
+    """``folder`` with the studio tests' clip in it (48 frames, two squares)."""
+    from tests.synth import write_clip
+
+    write_clip(folder / "clip.mp4", frames=48, squares=STUDIO_SQUARES)
+    return folder
+
+
+def local_studio(root: Path, tmp: Path) -> StudioProcess:
+    """`sam2flow studio` on ``root`` with the smoke config and the base overrides; Run starts local runs."""
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    sets = [a for s in STUDIO_BASE for a in ("--set", s)]
+    return StudioProcess(["--root", str(root), "--config", str(smoke), *sets, "--local"], tmp)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,8 +21,8 @@ import yaml
 
 from sam2flow.config import load_config
 from sam2flow.core import rle
-from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess, not_blank
-from tests.synth import read_index, write_clip
+from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess, local_studio, not_blank, studio_clip
+from tests.synth import read_index
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -32,9 +32,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("studio")
-    write_clip(folder / "clip.mp4", frames=48, squares=SQUARES)
-    return folder
+    return studio_clip(tmp_path_factory.mktemp("studio"))
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +64,7 @@ def finished(client, root: Path) -> Path:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def studio(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioProcess]:
     """`sam2flow studio` on the clip's folder with the smoke config; Run starts local runs."""
-    sets = [a for s in BASE for a in ("--set", s)]
-    args = ["--root", str(root), "--config", str(SMOKE), *sets, "--local"]
-    server = StudioProcess(args, tmp_path_factory.mktemp("t"))
+    server = local_studio(root, tmp_path_factory.mktemp("t"))
     yield server
     server.stop()
 

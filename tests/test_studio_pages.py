@@ -14,11 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.studio_server import STUDIO_BASE, STUDIO_SQUARES, StudioProcess, not_blank
-from tests.synth import write_clip
+from tests.studio_server import StudioProcess, local_studio, not_blank, studio_clip
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "configs" / "smoke.yaml"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RIGHT, LEFT = [250, 150, 290, 190], [20, 60, 70, 110]  # the two squares' boxes on frame 0 (green right, red left)
 ALPHA = 130 / 255  # how strongly the pages tint a mask's pixels with its track colour
@@ -26,17 +23,12 @@ ALPHA = 130 / 255  # how strongly the pages tint a mask's pixels with its track 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pages")
-    write_clip(folder / "clip.mp4", frames=48, squares=STUDIO_SQUARES)
-    return folder
+    return studio_clip(tmp_path_factory.mktemp("pages"))
 
 
 @pytest.fixture(scope="module")
 def studio(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioProcess]:
-    sets = [a for s in STUDIO_BASE for a in ("--set", s)]
-    server = StudioProcess(
-        ["--root", str(root), "--config", str(SMOKE), *sets, "--local"], tmp_path_factory.mktemp("t")
-    )
+    server = local_studio(root, tmp_path_factory.mktemp("t"))
     yield server
     server.stop()
 
