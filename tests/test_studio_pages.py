@@ -238,6 +238,13 @@ def test_prompt_track_save_and_run_review_correct_and_run_again(page: Any, root:
     (run,) = (root / "flow-out").iterdir()
     classes = {t["track_id"]: t["class_name"] for t in pq.read_table(run / "tracks.parquet").to_pylist()}
     assert classes == {1: "green", 2: "red"}
+    page.fill("#trackFrames", "32")  # the run's first subsequence: Track shows what the run segmented there
+    page.click("#track")
+    page.wait_for_selector("canvas[data-tracked='32']", timeout=120_000)
+    shown = page.evaluate("Object.entries(masksAt).flatMap(([f, ms]) => ms.map(m => [+f, m.id, m.rle]))")
+    owned = [(r["frame"], r["track_id"], r["rle"]) for r in pq.read_table(run / "masks.parquet").to_pylist()]
+    owned = [r for r in owned if r[0] < 24]  # the frames subsequence 0 (32 frames, overlap 16) gives the output
+    assert owned and sorted(tuple(r) for r in shown if r[0] < 24) == sorted(owned)
 
     page.click("#reviewLink")
     page.wait_for_selector("canvas[data-ready='1']")

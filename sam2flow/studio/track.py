@@ -2,7 +2,8 @@
 masks stream back frame by frame (the SAM2 demo's loop: prompt, track, correct a bad frame, track again).
 
 The frames are read exactly as a run reads them (`sam2flow.io.frames.extract_frames`, scaled to the model's input),
-and the model is the previewer's, so what the page shows is what a run with the same prompts would segment.
+the model is the previewer's, and prompts are added as a run's driver adds them, so over a run's first subsequence
+the page shows exactly the masks a run with the same prompts writes.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class TrackPrompt:
 def track_lines(previewer: Previewer, folder: Path, video: str, info: VideoProbe, span: range,
                 prompts: list[TrackPrompt]) -> Iterator[str]:  # fmt: skip
     """NDJSON lines: ``{"start", "stop", "frames"}`` first, then one ``{"frame", "masks": [[obj_id, rle, x0, y0,
-    x1, y1], …]}`` per tracked frame (forward from the first prompted frame to the end of ``span``, then back from it
-    to the start), and ``{"done": true, "seconds", "fps"}`` last (seconds of SAM2, frame reading excluded)."""
+    x1, y1], …]}`` per tracked frame (forward from the first prompted frame to the end of ``span``, each prompt added
+    when tracking reaches its frame, as a run does; then back to the start), and ``{"done": true, "seconds", "fps"}``
+    last (the seconds of tracking: frame reading and model loading excluded)."""
     try:
         yield from _track(previewer, folder, video, info, span, prompts)
     except InputError as exc:  # the video could not be read: the user's to fix
@@ -62,11 +64,7 @@ def _track(previewer: Previewer, folder: Path, video: str, info: VideoProbe, spa
         with segmenter.inference():
             session = segmenter.open_session(folder)
             try:
-                for p in sorted(inside, key=lambda p: p.frame):
-                    local, frame = LocalObjId(p.obj_id), p.frame - span.start
-                    session.add(ObjectPrompt(local, frame, -1, "object", p.points, p.labels, p.box, source="manual"))
-                first = min((p.frame for p in inside), default=span.start) - span.start
-                for fm in _both_ways(session, first, len(span) - 1):
+                for fm in _as_a_run_tracks(session, inside, span.start, len(span)):
                     n += 1
                     yield _frame_line(fm, span.start)
             finally:
@@ -77,13 +75,27 @@ def _track(previewer: Previewer, folder: Path, video: str, info: VideoProbe, spa
     yield json.dumps({"done": True, "frames": n, "seconds": round(seconds, 3), "fps": fps}) + "\n"
 
 
-def _both_ways(session: Sam2Session, first: int, last: int) -> Iterator[FrameMasks]:
-    """Forward from ``first`` to ``last``, then backward from ``first`` to 0 (local frames)."""
-    yield from session.propagate(first, last)
+def _as_a_run_tracks(session: Sam2Session, prompts: list[TrackPrompt], start: int, length: int) -> Iterator[FrameMasks]:
+    """Every frame's masks, tracked the way a run's driver tracks (`sam2flow.stages.segment.driver`): forward, each
+    prompt added when tracking reaches its frame (SAM2 would otherwise condition the frames before a prompt on it);
+    then, when the span starts before the first prompt, back from it to the span's start."""
+    by_frame: dict[int, list[TrackPrompt]] = {}
+    for p in prompts:
+        by_frame.setdefault(p.frame - start, []).append(p)
+    done = -1
+    for k in sorted(by_frame):
+        yield from (fm for fm in session.propagate(done + 1, k) if fm.frame < k)
+        held = None
+        for p in by_frame[k]:
+            held = session.add(ObjectPrompt(LocalObjId(p.obj_id), k, -1, "object", p.points, p.labels, p.box,
+                                            source="manual"))  # fmt: skip
+        if held is not None:
+            yield held
+        done = k
+    yield from session.propagate(done + 1, length - 1)
+    first = min(by_frame, default=0)
     if first > 0:
-        for fm in session.propagate(0, first, reverse=True):
-            if fm.frame < first:
-                yield fm
+        yield from (fm for fm in session.propagate(0, first, reverse=True) if fm.frame < first)
 
 
 def _frame_line(fm: FrameMasks, start: int) -> str:
