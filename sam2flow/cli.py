@@ -622,10 +622,12 @@ def studio(
 ) -> None:
     """Prompt videos by pointing and review finished runs in the browser (open the address it prints).
 
-    The prompt page clicks objects (points, boxes) and draws zones on any frame, previews SAM2's masks with the
-    config's checkpoint, saves a config `sam2flow run --config` accepts and runs it (through the process_video
-    deployment when a Prefect server is configured, otherwise locally). The review page plays a run's tracks and
-    saves corrections (merge, split, delete, class, points and boxes) to OUT/<video_id>/corrections.yaml.
+    The prompt page clicks objects (points, boxes; each object's number is its track id) and draws zones on any
+    frame, previews SAM2's masks with the config's checkpoint, tracks them over the next frames in the page, saves a
+    config `sam2flow run --config` accepts and runs it (through the process_video deployment when a Prefect server
+    is configured, otherwise locally). The review page plays a run's video with its masks, steps through the
+    ranked review list, saves corrections (merge, split, delete, class, points and boxes) to
+    OUT/<video_id>/corrections.yaml, applies them or runs the video again. Press ? on a page for its shortcuts.
     Only files under the --root folders are served or written. Any web page you open can reach a local server, so
     the studio answers only requests for its own Host (plus --allow-host), takes changes only from its own pages, and
     wants the session token in the address it prints (kept in a cookie after the first visit).

@@ -4,6 +4,7 @@ player and corrections, and a correction run again. Models are the smoke config'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -262,6 +263,8 @@ def test_prompt_track_save_and_run_review_correct_and_run_again(page: Any, root:
     assert prompt["obj_id"] == 2 and prompt["class_name"] == "red" and len(prompt["track_box"]) == 4
     again = {t["track_id"]: t["class_name"] for t in pq.read_table(run / "tracks.parquet").to_pylist()}
     assert again == {1: "green", 2: "red"}
+    segment = json.loads((run / "manifest.json").read_text())["stages"]["segment"]
+    assert segment["reused"] == 1, "the correction on frame 0 re-segments subsequence 0 only"
     assert page.get_attribute("canvas", "data-tracks") == "2"
 
 
