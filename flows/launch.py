@@ -7,6 +7,7 @@ Prefect.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,9 @@ def _start_temporary_server() -> None:
 
     Every temporary server upgrades the one SQLite database under ``PREFECT_HOME`` when it starts; two runs started
     together would race in that migration (and print the loser's traceback). A file lock makes them take turns.
+    The server process shows only its own (``prefect.*``, ``uvicorn``) messages: a run stopped by a signal stops the
+    server while its database pool may be resetting a connection, which SQLAlchemy would report with a traceback
+    that is no concern of the user's.
     """
     import fcntl
     from pathlib import Path
@@ -54,7 +58,14 @@ def _start_temporary_server() -> None:
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".sam2flow-server-start.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        SubprocessASGIServer().start()
+        quiet = "PREFECT_LOGGING_ROOT_LEVEL" not in os.environ  # the server process reads it when it starts
+        if quiet:
+            os.environ["PREFECT_LOGGING_ROOT_LEVEL"] = "CRITICAL"
+        try:
+            SubprocessASGIServer().start()
+        finally:
+            if quiet:
+                os.environ.pop("PREFECT_LOGGING_ROOT_LEVEL", None)
 
 
 def run_video(video: str, out: str, config: PipelineConfig) -> str:

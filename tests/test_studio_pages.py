@@ -87,12 +87,16 @@ INSIDE = """masks => { const w = info.width, h = info.height, cover = new Int32A
   masks.forEach((m, i) => { const c = rleCounts(m.rle); let at = 0;
     for (let j = 0; j < c.length; j++) { if (j % 2) for (let k = at; k < at + c[j]; k++) cover[k] |= 1 << i;
       at += c[j]; } });
+  const k = cv.width / w, near = (v, edge) => Math.abs(v - edge) <= 2;
+  const drawn = (x, y) => masks.some(({box: [x0, y0, x1, y1]}) => {  /* its outline, and its label above it */
+    const top = Math.max(y0 * k, 16) / k, label = x < x0 + 120 / k && y >= top - 16 / k - 2 && y < top + 2;
+    return near(x, x0) || near(x, x1) || near(y, y0) || near(y, y1) || label; });
   for (let x = 3; x < w - 3; x++) for (let y = 3; y < h - 3; y++) { const set = cover[x * h + y];
-    if (set && [-2, 0, 2].every(dx => [-2, 0, 2].every(dy => cover[(x + dx) * h + y + dy] === set)))
+    if (set && !drawn(x, y) && [-2, 0, 2].every(dx => [-2, 0, 2].every(dy => cover[(x + dx) * h + y + dy] === set)))
       return [x, y, masks.filter((m, i) => set & (1 << i)).map(m => m.id)]; }
   return null; }"""
-"""A pixel (x, y) away from the edges of these masks and inside at least one, and the ids of those it is inside, in
-the order they are drawn."""
+"""A pixel (x, y) away from the edges of these masks (and from the outlines and labels the review page draws at
+their boxes) and inside at least one, and the ids of those it is inside, in the order they are drawn."""
 
 PIXEL = """([x, y]) => { const k = cv.width / info.width;
   return [...ctx.getImageData(Math.floor(x * k), Math.floor(y * k), 1, 1).data.slice(0, 3)]; }"""
