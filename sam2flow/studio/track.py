@@ -3,7 +3,7 @@ masks stream back frame by frame (the SAM2 demo's loop: prompt, track, correct a
 
 The frames are read exactly as a run reads them (`sam2flow.io.frames.extract_frames`, scaled to the model's input),
 the model is the previewer's, and prompts are added as a run's driver adds them, so over a run's first subsequence
-the page shows exactly the masks a run with the same prompts writes.
+the page shows the masks a run with the same prompts writes (to floating-point rounding between processes).
 """
 
 from __future__ import annotations
