@@ -218,3 +218,26 @@ def test_a_stopped_studio_leaves_nothing_behind(root: Path, tmp_path: Path, sig:
     assert [p.name.split("-")[1] for p in tmp.iterdir()] == ["studio"], "its scratch folder, while it runs"
     assert server.stop(sig) in (0, -sig)  # uvicorn shuts down cleanly, then lets a SIGTERM end the process
     assert list(tmp.iterdir()) == [] and "Traceback" not in "".join(server.lines)
+
+
+def test_the_new_endpoints_refuse_a_foreign_host_a_foreign_origin_and_no_token(studio: StudioProcess,
+                                                                                root: Path) -> None:  # fmt: skip
+    """Track, run again, media, run masks and saved configs pass the same guard: 403 for a foreign Host, for a
+    cross-site post and without the token, and nothing runs or is written."""
+    import httpx
+
+    clip = str(root / "clip.mp4")
+    posts = (("/api/track", {"path": clip, "stop": 2, "prompts": [{"frame": 0, "box": [1, 1, 9, 9]}]}),
+             ("/api/rerun", {"path": str(root)}))  # fmt: skip
+    gets = (("/api/media", {"path": clip}), ("/api/runmasks", {"path": str(root), "stop": 2}),
+            ("/api/config", {"path": str(root / "x.yaml")}))  # fmt: skip
+    bare = httpx.Client(base_url=studio.url)
+    for url, body in posts:
+        assert studio.client.post(url, json=body, headers={"Origin": "http://evil.example"}).status_code == 403, url
+        assert studio.client.post(url, json=body, headers={"Host": "evil.example"}).status_code == 403, url
+        assert bare.post(url, json=body).status_code == 403, url
+    for url, params in gets:
+        assert studio.client.get(url, params=params, headers={"Host": "evil.example"}).status_code == 403, url
+        assert bare.get(url, params=params).status_code == 403, url
+    bare.close()
+    assert not list(studio.tmp.rglob("rerun-*.yaml")), "no run was started"
