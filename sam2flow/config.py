@@ -313,6 +313,12 @@ class SegmenterConfig(_Section):
         "start, so it has masks on the frames before it was detected (costs a second, reverse pass over those "
         "frames).",
     )
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="What SAM2 computes in: 'auto' (bf16 on a CUDA GPU and on a CPU that multiplies bf16 natively, "
+        "avx512_bf16 or amx_bf16; fp32 elsewhere), 'bf16' or 'fp32'. Not in the config digest: the precision it "
+        "resolves to goes into the part files' digest (sam2flow.models.precision).",
+    )
     compile: Annotated[bool, MASKS] = Field(
         False,
         description="torch.compile the SAM2 model (the official 'vos_optimized' build). For GPUs: each worker pays "

@@ -77,6 +77,8 @@ class SegmentResult:
     backfill_rows: int = 0
     backfill_seconds: float = 0.0
     device: str | None = None
+    precision: str | None = None
+    """What SAM2 computed in on that device (``bf16`` or ``fp32``, `sam2flow.models.precision`)."""
     rss_mib: float | None = None
     """Resident memory of the process after the subsequence (MiB)."""
     host: str | None = None
@@ -96,6 +98,7 @@ class SegmentResult:
         rss_mib: float,
         worker: str | None = None,
         held: tuple[float, float] | None = None,
+        precision: str | None = None,
     ) -> SegmentResult:
         """The result of a subsequence segmented now (``held``: when its worker took it and gave it back)."""
         started, ended = held or (None, None)
@@ -111,6 +114,7 @@ class SegmentResult:
             backfill_rows=stats.backfill_rows,
             backfill_seconds=stats.backfill_seconds,
             device=device,
+            precision=precision,
             rss_mib=rss_mib,
             worker=worker,
             started=started,

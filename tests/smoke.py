@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from sam2flow.config import PipelineConfig, load_config
 from sam2flow.core import rle
 from sam2flow.io.video import probe
+from sam2flow.models.precision import resolve as resolve_precision
 from tests.synth import Square
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,9 @@ def check_outputs(out_dir: Path, expected_frames: int, source: Path) -> dict:  #
         and len(manifest["checkpoints"]["sam2"]["sha256"]) == 64
     )
     assert set(manifest["stages"]) >= {"prepare", "extract", "segment", "stitch", "render"}
+    ran = {(s["device"], s["precision"]) for s in manifest["stages"]["segment"]["subsequences"] if not s["reused"]}
+    precision = manifest["config"]["segmenter"]["precision"]
+    assert ran <= {("cpu", resolve_precision(precision, "cpu"))}, "the manifest says what SAM2 computed in"
 
     table = pq.read_table(out_dir / "masks.parquet")
     assert table.schema.metadata[b"random_weights"] == b"true"

@@ -366,10 +366,13 @@ def test_identical_videos_in_one_archive_do_not_race(prefect_harness: None, tmp_
 
 
 @pytest.mark.slow
-def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_segmentation_does_not_depend_on_the_workers_history(
+    tmp_path: Path, request: pytest.FixtureRequest, precision: str
+) -> None:
     """The same subsequence segmented as a worker's first job, after another video, and again gives bit-identical
-    part files: nothing a worker did before (Ultralytics resetting torch's thread count on its first prediction was
-    one such thing) changes the masks or scores."""
+    part files, in either precision: nothing a worker did before (Ultralytics resetting torch's thread count on its
+    first prediction was one such thing) changes the masks or scores."""
     from sam2flow.control.runtime import detector_on, pool_for, segmenter_on
     from sam2flow.control.workspace import discard_work
     from sam2flow.models.detector import StoredFrameDetector
@@ -377,7 +380,7 @@ def test_segmentation_does_not_depend_on_the_workers_history(tmp_path: Path, req
     from sam2flow.stages.prepare import prepare
     from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
 
-    cfg = small_config("chunking.length=24", "detector.detect_every=8")
+    cfg = small_config("chunking.length=24", "detector.detect_every=8", f"segmenter.precision={precision}")
     clips = {
         "a": write_clip(tmp_path / "a.mp4", 24, squares=SQUARES),
         "b": write_clip(tmp_path / "b.mp4", 24, squares=(Square((20, 20, 240), y=100, x0=200, speed=-4.0, size=60),)),

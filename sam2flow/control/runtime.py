@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from sam2flow.config import DetectorConfig, RuntimeConfig, SegmenterConfig
+    from sam2flow.config import DetectorConfig, PipelineConfig, RuntimeConfig, SegmenterConfig
     from sam2flow.io.checkpoints import ResolvedCheckpoint
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.segmenter import Sam2Segmenter
@@ -162,14 +162,28 @@ def pool_for(runtime: RuntimeConfig) -> WorkerPool:
     return worker_pool(runtime.device, runtime.workers_per_device, runtime.torch_threads)
 
 
+def precision_token(cfg: PipelineConfig) -> str | None:
+    """What the part-file and fine-tune digests add for SAM2's precision on the devices this machine gives
+    ``runtime.device`` (`sam2flow.models.precision.digest_token`: nothing where it is what earlier versions ran)."""
+    from sam2flow.models.precision import digest_token
+
+    return digest_token(cfg.segmenter.precision, available_devices(cfg.runtime.device))
+
+
 def segmenter_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: SegmenterConfig) -> Sam2Segmenter:
     """The worker's SAM2 model for these settings (built on its first use, then kept)."""
     from sam2flow.models.segmenter import Sam2Segmenter
 
     return slot.get(
-        ("sam2", checkpoint.sha256, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile, cfg.max_cond_frames),
+        ("sam2", checkpoint.sha256, cfg.image_size, cfg.compile, cfg.max_cond_frames, cfg.precision),
         lambda: Sam2Segmenter(
-            checkpoint, slot.device, cfg.image_size, cfg.offload_video_to_cpu, cfg.compile, cfg.max_cond_frames
+            checkpoint,
+            slot.device,
+            cfg.image_size,
+            cfg.offload_video_to_cpu,
+            cfg.compile,
+            cfg.max_cond_frames,
+            cfg.precision,
         ),
     )
 

@@ -16,7 +16,9 @@ import torch
 
 from sam2flow.core.types import FrameMasks, LocalObjId, ObjectPrompt, ReferencePrompt
 from sam2flow.io.checkpoints import ResolvedCheckpoint
+from sam2flow.models import precision as precisions
 from sam2flow.models.frames import install as install_frame_loader
+from sam2flow.models.speedups import Bf16CpuAttention, cache_position_embedding, project_values_late
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Sam2Segmenter:
         offload_video_to_cpu: bool = False,
         compile_model: bool = False,
         max_cond_frames: int | None = None,
+        precision: precisions.PrecisionSetting = "auto",
     ) -> None:
         import sam2.sam2_video_predictor as svp
         import sam2.utils.misc as sam2_misc
@@ -70,6 +73,15 @@ class Sam2Segmenter:
             vos_optimized=compile_model,
         )
         self.image_size = int(self.predictor.image_size)
+        self.precision: precisions.Precision = precisions.resolve(precision, device)
+        """What SAM2 computes in here (`sam2flow.models.precision`)."""
+        self._blocked_attention = (
+            self.precision == "bf16" and self.device.type == "cpu" and not precisions.cpu_features().amx_bf16
+        )
+        cache_position_embedding(self.predictor)
+        if self._blocked_attention:
+            project_values_late(self.predictor)
+        log.info("SAM2 computes in %s", precisions.describe(precision, device))
         self.offload_video_to_cpu = offload_video_to_cpu
         p = self.predictor
         # How far back tracking reads: object pointers of the last max_obj_ptrs_in_encoder frames and mask memories
@@ -78,16 +90,14 @@ class Sam2Segmenter:
             int(p.max_obj_ptrs_in_encoder), int(p.num_maskmem) * int(p.memory_temporal_stride_for_eval)
         )
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def inference(self) -> contextlib.ExitStack:
-        """Torch's inference mode (with bf16 autocast on CUDA), as every SAM2 call here runs."""
+        """Torch's inference mode in the segmenter's precision (bf16 autocast, and on a CPU without AMX the blocked
+        bf16 attention of `sam2flow.models.speedups`), as every SAM2 call here runs."""
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode())
-        stack.enter_context(self._autocast())
+        stack.enter_context(precisions.autocast(self.precision, str(self.device)))
+        if self._blocked_attention:
+            stack.enter_context(Bf16CpuAttention())
         return stack
 
     def open_session(self, frames_dir: Path) -> Sam2Session:
@@ -101,7 +111,7 @@ class Sam2Segmenter:
     def session(self, frames_dir: Path) -> Iterator[Sam2Session]:
         """Track objects through the frames of ``frames_dir`` (a frame store, `sam2flow.io.frames`, or a folder of
         JPEGs), all in one inference state."""
-        with torch.inference_mode(), self._autocast():
+        with self.inference():
             state = self.predictor.init_state(str(frames_dir), offload_video_to_cpu=self.offload_video_to_cpu)
             try:
                 yield Sam2Session(self, state)

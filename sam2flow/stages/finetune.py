@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from sam2flow.config import FinetuneConfig, PipelineConfig
 from sam2flow.control import stopping
-from sam2flow.control.runtime import WorkerSlot, pool_for, segmenter_on
+from sam2flow.control.runtime import WorkerSlot, pool_for, precision_token, segmenter_on
 from sam2flow.core.dataset import time_block_split, yolo_label_line
 from sam2flow.core.types import Subsequence
 from sam2flow.errors import InputError
@@ -59,9 +59,12 @@ def digest(video_id: str, cfg: PipelineConfig, sam2_sha256: str) -> str:
         "sam2": sam2_sha256,
         "jpeg_quality": cfg.video.jpeg_quality,
         "prompts": [p.model_dump(mode="json") for p in cfg.prompts if p.frame < cfg.finetune.frames],
-        "segmenter": cfg.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu"}),
+        "segmenter": cfg.segmenter.model_dump(mode="json", exclude={"offload_video_to_cpu", "precision"}),
         "finetune": cfg.finetune.model_dump(mode="json", exclude={"enabled"}),
     }
+    token = precision_token(cfg)  # SAM2 labels the training frames: in as `part_digest` has it
+    if token:
+        relevant["precision"] = token
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

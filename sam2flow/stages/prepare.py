@@ -7,6 +7,7 @@ import logging
 
 from sam2flow.config import PipelineConfig
 from sam2flow.control import preflight
+from sam2flow.control.runtime import precision_token
 from sam2flow.core.planning import plan_subsequences
 from sam2flow.io import storage
 from sam2flow.io.checkpoints import ResolvedCheckpoint
@@ -23,14 +24,20 @@ FRAMES_VERSION = "yuv420-model-size"
 
 
 def part_digest(
-    cfg: PipelineConfig, sam2: ResolvedCheckpoint, yolo: ResolvedCheckpoint | None, references: str | None = None
+    cfg: PipelineConfig,
+    sam2: ResolvedCheckpoint,
+    yolo: ResolvedCheckpoint | None,
+    references: str | None = None,
+    precision: str | None = None,
 ) -> str:
-    """The folder of a run's part files: the segmentation settings but the manual prompts, and the content of the
-    models that run and of the reference library (each file's name adds the prompts inside its subsequence,
-    `span_keys`)."""
+    """The folder of a run's part files: the segmentation settings but the manual prompts, the content of the
+    models that run and of the reference library, and the precision SAM2 runs in where it is not what earlier
+    versions ran (`sam2flow.models.precision.digest_token`). Each file's name adds the prompts inside its
+    subsequence (`span_keys`)."""
     models = f"{sam2.sha256}:{yolo.sha256 if yolo else '-'}"
-    refs = f":{references}" if references else ""  # absent when unset: earlier digests stay as they were
-    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}:{FRAMES_VERSION}{refs}".encode()).hexdigest()[:16]
+    # each absent when unset or as before: earlier digests stay as they were
+    extra = "".join(f":{x}" for x in (references, precision and f"precision={precision}") if x)
+    return hashlib.sha256(f"{cfg.digest(prompts=False)}:{models}:{FRAMES_VERSION}{extra}".encode()).hexdigest()[:16]
 
 
 def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
@@ -53,7 +60,7 @@ def prepare(video: str, out: str, cfg: PipelineConfig) -> VideoJob:
     video_id = make_video_id(video, storage.content_digest(str(local)))
     out_dir = storage.join(out, video_id)
     refs = preflight.check_references(cfg)
-    digest = part_digest(cfg, sam2, yolo, refs.digest if refs else None)
+    digest = part_digest(cfg, sam2, yolo, refs.digest if refs else None, precision_token(cfg))
     storage.makedirs(out_dir)
     times_uri = storage.join(out_dir, "timestamps.parquet")
     if not storage.exists(times_uri):  # the same for every run of this video id: written once

@@ -49,7 +49,8 @@ class Previewer:
 
             checkpoint = weights.resolve(self.cfg.segmenter.checkpoint, "sam2")
             device = available_devices(self.device)[0]  # the first device listed (auto: the first GPU, else the CPU)
-            self._model = Sam2Segmenter(checkpoint, device, self.cfg.segmenter.image_size)
+            seg = self.cfg.segmenter  # the run's settings, so that Track shows the masks a run writes
+            self._model = Sam2Segmenter(checkpoint, device, seg.image_size, precision=seg.precision)
         return self._model
 
     @contextmanager

@@ -22,6 +22,7 @@ from sam2flow.io import storage
 from sam2flow.io.frames import to_jpeg_folder
 from sam2flow.job import VideoJob
 from sam2flow.models.detector import StoredFrameDetector
+from sam2flow.models.precision import resolve as resolve_precision
 from sam2flow.results import SegmentResult, SegmentStats
 from sam2flow.stages.extract import extract
 from sam2flow.stages.segment.driver import SegmentSettings, segment_subsequence
@@ -75,7 +76,8 @@ def segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:
         index + 1, len(job.plan), stats.objects, stats.frames_with_masks, stats.frames, stats.seconds,
         stats.seconds / max(stats.frames, 1), rss,
     )  # fmt: skip
-    return SegmentResult.from_stats(stats, slot.device, rss, slot.name, held)
+    precision = resolve_precision(cfg.segmenter.precision, slot.device)
+    return SegmentResult.from_stats(stats, slot.device, rss, slot.name, held, precision)
 
 
 def extract_and_segment(job: VideoJob, index: int, cfg: PipelineConfig) -> SegmentResult:
