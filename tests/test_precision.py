@@ -177,3 +177,29 @@ def test_bf16_segmenter_tracks_like_fp32(tmp_path: Path) -> None:
     inter = (masks["fp32"] & masks["bf16"]).sum(axis=(1, 2))
     union = (masks["fp32"] | masks["bf16"]).sum(axis=(1, 2))
     assert union.min() > 0 and (inter / union).mean() > 0.9, inter / union
+
+
+def test_each_step_of_a_generator_runs_in_the_precision_on_whatever_thread_advances_it() -> None:
+    """The studio streams Track's masks from a generator that the web server advances from pool threads: each step
+    gets bf16 autocast, the attention mode and inference mode on its own thread, and leaves none behind."""
+    import threading
+
+    from sam2flow.models import weights
+    from sam2flow.models.segmenter import Sam2Segmenter
+
+    seg = Sam2Segmenter(weights.resolve("random:sam2.1_hiera_tiny", "sam2"), "cpu", image_size=256, precision="bf16")
+    seen: list[tuple[str, bool, bool]] = []
+
+    def steps() -> Any:
+        for _ in range(3):
+            here = threading.current_thread().name
+            seen.append((here, torch.is_autocast_enabled("cpu"), torch.is_inference_mode_enabled()))
+            yield len(seen)
+
+    items = seg.stepped(steps())
+    for i in range(3):
+        worker = threading.Thread(target=lambda: next(items), name=f"pool-{i}")
+        worker.start()
+        worker.join()
+    assert len({t for t, _, _ in seen}) == 3 and all(a and i for _, a, i in seen), seen
+    assert not torch.is_autocast_enabled("cpu") and not torch.is_inference_mode_enabled()

@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ from sam2flow.models.frames import install as install_frame_loader
 from sam2flow.models.speedups import Bf16CpuAttention, cache_position_embedding, project_values_late
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def image_size_overrides(image_size: int) -> list[str]:
@@ -99,6 +100,18 @@ class Sam2Segmenter:
         if self._blocked_attention:
             stack.enter_context(Bf16CpuAttention())
         return stack
+
+    def stepped(self, items: Iterator[T]) -> Iterator[T]:
+        """``items`` (a generator that calls SAM2, e.g. `Sam2Session.propagate`), each step run inside `inference`.
+        For a generator that is advanced from more than one thread (a streamed web response): inference mode,
+        autocast and the attention mode belong to the thread that enters them."""
+        while True:
+            with self.inference():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+            yield item
 
     def open_session(self, frames_dir: Path) -> Sam2Session:
         """A session its caller keeps open (and closes with `Sam2Session.close`): the studio's preview keeps one

@@ -63,13 +63,13 @@ def _track(previewer: Previewer, folder: Path, video: str, info: VideoProbe, spa
         t0, n = time.perf_counter(), 0
         with segmenter.inference():
             session = segmenter.open_session(folder)
-            try:
-                for fm in _as_a_run_tracks(session, inside, span.start, len(span)):
-                    n += 1
-                    yield _frame_line(fm, span.start)
-            finally:
-                session.close()
-                shutil.rmtree(folder, ignore_errors=True)
+        try:  # each step in SAM2's precision on whichever thread the web server advances this generator from
+            for fm in segmenter.stepped(_as_a_run_tracks(session, inside, span.start, len(span))):
+                n += 1
+                yield _frame_line(fm, span.start)
+        finally:
+            session.close()
+            shutil.rmtree(folder, ignore_errors=True)
         seconds = time.perf_counter() - t0
     fps = round(n / seconds, 3) if seconds else None
     yield json.dumps({"done": True, "frames": n, "seconds": round(seconds, 3), "fps": fps}) + "\n"
