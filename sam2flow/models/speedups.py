@@ -1,4 +1,4 @@
-"""What sam2flow changes in how SAM2 computes, for speed, without changing what it computes.
+"""What sam2flow changes in how SAM2 computes, for speed, without changing what it computes beyond rounding.
 
 - `cache_position_embedding`: Hiera re-interpolates (bicubic) and re-tiles its position embedding for every frame,
   though it only depends on the input size. Cached per size: the same tensor, about 0.1 s a frame less on a CPU at
