@@ -76,3 +76,36 @@ def tree_rss_mib(proc: psutil.Process) -> tuple[float, float]:
         total += rss
         main = rss if p.pid == proc.pid else main
     return main, total
+
+
+def sample_box_prompts(objects: int | None = None) -> str:
+    """`sam2flow.io.sample`'s objects (the first ``objects``; all when None) as box prompts on frame 0, in the
+    ``prompts=[…]`` form of ``--set``."""
+    import numpy as np
+
+    from sam2flow.io.sample import object_masks
+
+    prompts = []
+    for i, mask in enumerate(object_masks(0)[:objects], start=1):
+        ys, xs = np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        prompts.append(f"{{frame: 0, obj_id: {i}, box: {box}, class_name: object{i}}}")
+    return f"prompts=[{', '.join(prompts)}]"
+
+
+def sam2flow_run(clip: Path, out: Path, sets: list[str]) -> tuple[Path, float]:
+    """``sam2flow run`` on ``clip`` with configs/default.yaml and ``sets`` (``--set`` values), as a user types it;
+    returns its run folder and wall seconds."""
+    import time
+
+    cmd = [str(Path(sys.executable).with_name("sam2flow")), "run", str(clip), "--out", str(out),
+           "--config", str(ROOT / "configs" / "default.yaml")]  # fmt: skip
+    for s in sets:
+        cmd += ["--set", s]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"sam2flow run failed:\n{proc.stderr[-3000:]}")
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir, wall

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one command, for a machine with one CUDA GPU and no network (the environment already set up
 # there: .venv, ffmpeg). Runs benchmarks.suite and benchmarks.ceiling at SAM2's native 1024 px, and
-# benchmarks.precision (official fp32, official bf16 autocast, sam2flow auto, sam2flow compiled), each under its own
-# time limit so the whole stays under 8 minutes, and writes one JSON with every result (a step that ran out of time
-# or failed is recorded as such, with the tail of its log).
+# benchmarks.precision (official fp32, official bf16 autocast, sam2flow auto, sam2flow compiled) and benchmarks.trackers
+# (SAM 3's tracker against SAM2 tiny through `sam2flow run`), each under its own time limit so the whole stays under
+# 9 minutes, and writes one JSON with every result (a step that ran out of time or failed is recorded as such, with
+# the tail of its log).
 #
 #     benchmarks/gpu.sh [OUT.json]        (default out/gpu.json)
 set -uo pipefail
@@ -26,10 +27,11 @@ step() {  # step NAME SECONDS ARGS...: run one benchmark under a time limit, its
 }
 
 "$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'" || exit 2
-step suite 200 benchmarks.suite --device cuda --image-size 1024 --objects 1 4 16 --frames 64 --length 48 \
+step suite 190 benchmarks.suite --device cuda --image-size 1024 --objects 1 4 16 --frames 64 --length 48 \
     --overhead-frames 300 --overhead-length 150 --workers 1 2
 step ceiling 80 benchmarks.ceiling --sizes 1080 --frames 240 --no-stages
-step precision 190 benchmarks.precision --device cuda --objects 1 4 16 --frames 48 --e2e-frames 120 --compile
+step precision 170 benchmarks.precision --device cuda --objects 1 4 16 --frames 48 --e2e-frames 120 --compile
+step trackers 90 benchmarks.trackers --device cuda --frames 48 --objects 4
 
 mkdir -p "$(dirname "$out")"
 "$py" - "$tmp" "$out" <<'PY'
@@ -40,7 +42,7 @@ import torch
 
 tmp, out = Path(sys.argv[1]), Path(sys.argv[2])
 result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": {}}
-for name in ("suite", "ceiling", "precision"):
+for name in ("suite", "ceiling", "precision", "trackers"):
     rc = int((tmp / f"{name}.rc").read_text())
     step = {"exit": rc, "seconds": int((tmp / f"{name}.seconds").read_text()), "timed_out": rc == 124}
     data = tmp / f"{name}.json"

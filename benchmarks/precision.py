@@ -21,7 +21,6 @@ import functools
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, run_child
+from benchmarks.common import run_child, sam2flow_run, sample_box_prompts
 
 CHECKPOINT = "random:sam2.1_hiera_tiny"
 DETECTOR = "random:yolo11n"
@@ -174,28 +173,11 @@ def mask_ious(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
 def run_cli(clip: Path, out: Path, frames: int, precision: str, device: str) -> dict[str, Any]:
     """``sam2flow run`` with configs/default.yaml's model settings (random weights), as a user types it. The random
     detector finds nothing, so the clip's objects are also given as box prompts on frame 0."""
-    from sam2flow.io.sample import object_masks
     from sam2flow.manifest import read_manifest
 
-    prompts = []
-    for i, mask in enumerate(object_masks(0), start=1):
-        ys, xs = np.nonzero(mask)
-        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-        prompts.append(f"{{frame: 0, obj_id: {i}, box: {box}, class_name: object{i}}}")
-
-    cmd = [
-        str(Path(sys.executable).with_name("sam2flow")), "run", str(clip), "--out", str(out),
-        "--config", str(ROOT / "configs" / "default.yaml"),
-        "--set", f"segmenter.checkpoint={CHECKPOINT}", "--set", f"detector.model={DETECTOR}",
-        "--set", f"video.max_frames={frames}", "--set", f"segmenter.precision={precision}",
-        "--set", f"runtime.device={device}", "--set", f"prompts=[{', '.join(prompts)}]",
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"sam2flow run failed:\n{proc.stderr[-3000:]}")
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    sets = [f"segmenter.checkpoint={CHECKPOINT}", f"detector.model={DETECTOR}", f"video.max_frames={frames}",
+            f"segmenter.precision={precision}", f"runtime.device={device}", sample_box_prompts()]  # fmt: skip
+    run_dir, wall = sam2flow_run(clip, out, sets)
     seg = read_manifest(str(run_dir)).stages.segment
     assert seg is not None
     subs = seg.subsequences

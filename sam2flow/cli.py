@@ -696,12 +696,20 @@ def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 @ckpt_app.command("list")
 def ckpt_list() -> None:
     """List the models named in checkpoints/manifest.yaml and whether each is cached."""
-    from sam2flow.io.checkpoints import cache_dir, load_manifest
+    from sam2flow.io.checkpoints import cache_dir, hub_cached, load_manifest
 
     for name, e in load_manifest().items():
-        cached = (cache_dir() / Path(e.url).name).exists()
-        sha = e.sha256 or "unknown (not published: downloads are not verified)"
+        cached = hub_cached(e) if e.hub else (cache_dir() / Path(e.url).name).exists()
+        sha = e.sha256 or (
+            "the hub's (checked on fetch)" if e.hub else "unknown (not published: downloads are not verified)"
+        )
         typer.echo(f"{e.kind:5} {name:24} {'cached' if cached else 'not cached':10} sha256={sha} {e.url}")
+        if e.hub:
+            typer.echo(
+                f"      gated: request access on https://huggingface.co/{e.hub}, then `hf auth login` or HF_TOKEN"
+            )
+        if e.licence:
+            typer.echo(f"      licence: {e.licence}")
 
 
 @ckpt_app.command("fetch")

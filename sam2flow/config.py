@@ -282,7 +282,7 @@ class ZonesConfig(_Section):
 
 
 class SegmenterConfig(_Section):
-    """The SAM2 video predictor."""
+    """The video tracker: SAM2 (the default), or SAM 3's tracker when the checkpoint names a SAM 3 model."""
 
     checkpoint: Annotated[str, MASKS] = Field(
         "sam2.1_hiera_tiny",
@@ -290,7 +290,8 @@ class SegmenterConfig(_Section):
     )
     image_size: Annotated[int | None, Field(ge=64), MASKS] = Field(
         None,
-        description="Rebuild the model for this input size (multiple of 16); the checkpoint's native size when empty.",
+        description="Rebuild the model for this input size (a multiple of 16 for SAM2, of 14 for SAM 3); the "
+        "checkpoint's native size when empty (SAM2 1024, SAM 3 1008).",
     )
     max_objects: Annotated[int, MASKS] = Field(
         20, ge=1, description="At most this many objects per subsequence (cost grows with objects)."
@@ -328,8 +329,8 @@ class SegmenterConfig(_Section):
     @field_validator("image_size")
     @classmethod
     def _multiple_of_16(cls, v: int | None) -> int | None:
-        if v is not None and v % 16:
-            raise ValueError(f"segmenter.image_size must be a multiple of 16, got {v}")
+        if v is not None and v % 16 and v % 14:
+            raise ValueError(f"segmenter.image_size must be a multiple of 16 (SAM2) or of 14 (SAM 3), got {v}")
         return v
 
 

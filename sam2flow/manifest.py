@@ -34,7 +34,7 @@ class ManifestError(InputError):
 def versions() -> dict[str, str]:
     """Versions of Python, the main packages and ffmpeg."""
     out = {"python": platform.python_version()}
-    for pkg in ("sam2flow", "sam2", "torch", "ultralytics", "prefect", "pyarrow", "pycocotools"):
+    for pkg in ("sam2flow", "sam2", "torch", "ultralytics", "timm", "prefect", "pyarrow", "pycocotools"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -50,14 +50,23 @@ def versions() -> dict[str, str]:
 def _checkpoint_record(c: ResolvedCheckpoint | None) -> CheckpointRecord | None:
     if c is None:
         return None
-    return CheckpointRecord(c.spec, str(c.path), c.sha256, c.verified, c.random_weights)
+    return CheckpointRecord(c.spec, str(c.path), c.sha256, c.verified, c.random_weights, c.family)
 
 
 def resolved_checkpoint(rec: CheckpointRecord | None) -> ResolvedCheckpoint | None:
     """A recorded checkpoint as the stages take it (nothing is loaded or verified here)."""
     if rec is None:
         return None
-    return ResolvedCheckpoint(rec.spec, Path(rec.path), None, rec.random_weights, rec.sha256, rec.verified)
+    family = rec.family if rec.family in ("sam2", "sam3", "yolo") else None
+    return ResolvedCheckpoint(
+        rec.spec,
+        Path(rec.path),
+        None,
+        rec.random_weights,
+        rec.sha256,
+        rec.verified,
+        family,  # type: ignore[arg-type]
+    )
 
 
 def expected_outputs(job: VideoJob, cfg: PipelineConfig) -> dict[str, str]:

@@ -293,11 +293,14 @@ class CheckpointRecord:
     sha256: str
     verified: bool
     random_weights: bool
+    family: str | None = None
+    """The model family (``sam2``, ``sam3``, ``yolo``) where the manifest names it; absent in earlier runs."""
 
 
 @dataclass(frozen=True)
 class RunCheckpoints:
-    """The checkpoints of a run: SAM2, and the detector when one ran."""
+    """The checkpoints of a run: the segmenter's under ``sam2`` (SAM2 or SAM 3, its ``family`` says), and the
+    detector's when one ran."""
 
     sam2: CheckpointRecord | None = None
     yolo: CheckpointRecord | None = None

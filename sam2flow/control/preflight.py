@@ -125,10 +125,35 @@ def check_sam2_loadable(ckpt: ResolvedCheckpoint) -> None:
         data = torch.load(ckpt.path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises several types for damaged archives
         raise CheckpointError(f"checkpoint {ckpt.spec} ({ckpt.path}) cannot be read ({exc}); get it again") from exc
+    if ckpt.family == "sam3":
+        weights = data.get("model", data) if isinstance(data, dict) else None
+        if not isinstance(weights, dict) or not any(str(k).startswith("tracker.") for k in weights):
+            raise CheckpointError(
+                f"checkpoint {ckpt.spec} ({ckpt.path}) holds no SAM 3 tracker weights; give a SAM 3 checkpoint"
+            )
+        return
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise CheckpointError(
             f"checkpoint {ckpt.spec} ({ckpt.path}) holds no SAM2 'model' weights; give a SAM2 checkpoint"
         )
+
+
+def check_segmenter_settings(cfg: PipelineConfig, ckpt: ResolvedCheckpoint) -> None:
+    """The segmenter settings fit the tracker the checkpoint is: SAM2 takes input sizes in multiples of 16, SAM 3
+    in multiples of 14, and only SAM2 has a compiled build.
+
+    Raises:
+        ConfigError: Naming the setting and what to give.
+    """
+    seg = cfg.segmenter
+    stride, name = (14, "SAM 3") if ckpt.family == "sam3" else (16, "SAM2")
+    if seg.image_size is not None and seg.image_size % stride:
+        raise ConfigError(
+            f"segmenter.image_size {seg.image_size}: {ckpt.spec} is a {name} tracker, whose input size is a "
+            f"multiple of {stride}; give e.g. {max(stride, round(seg.image_size / stride) * stride)}, or leave it empty"
+        )
+    if seg.compile and ckpt.family == "sam3":
+        raise ConfigError(f"segmenter.compile applies to SAM2 trackers only; {ckpt.spec} is SAM 3: set it false")
 
 
 def yolo_class_names(ckpt: ResolvedCheckpoint) -> dict[int, str]:
@@ -164,6 +189,7 @@ def check_models(cfg: PipelineConfig) -> Models:
 
     sam2 = weights.resolve(cfg.segmenter.checkpoint, "sam2")
     check_sam2_loadable(sam2)
+    check_segmenter_settings(cfg, sam2)
     yolo = None
     if cfg.detector.enabled and not cfg.finetune.enabled:
         from sam2flow.models.detector import resolve_classes

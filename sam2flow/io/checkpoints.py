@@ -24,7 +24,10 @@ from sam2flow.io import access, storage
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["sam2", "yolo"]
+Kind = Literal["sam2", "sam3", "yolo"]
+"""A model family of the manifest. The segmenter takes a SAM2 or a SAM 3 checkpoint (`SEGMENTER_KINDS`): a spec
+resolved as ``"sam2"`` may name either, and `ResolvedCheckpoint.family` says which it is."""
+SEGMENTER_KINDS: tuple[Kind, ...] = ("sam2", "sam3")
 RandomWriter = Callable[[str, Kind, str, Path], Path]
 """Writes a randomly initialised checkpoint: (manifest name, kind, model config, destination) → destination."""
 RANDOM_PREFIX = "random:"
@@ -44,6 +47,16 @@ class ManifestEntry:
     config: str
     url: str
     sha256: str | None
+    hub: str | None = None
+    """A model-hub repository (``owner/name`` on huggingface.co) the file comes from, with the user's token, when
+    the weights are gated there (`_hub_download`); None for a plain download from ``url``."""
+    licence: str | None = None
+    """What the weights' licence is, when it is not an open one (`sam2flow checkpoints list` says it)."""
+
+    @property
+    def filename(self) -> str:
+        """The file's name (in the cache, and in the hub repository)."""
+        return Path(self.url).name
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class ResolvedCheckpoint:
     verified: bool
     """True when the file's sha256 matched a recorded one: the manifest's, or the one sam2flow recorded when it wrote
     the file (random checkpoints, fine-tuned detectors)."""
+    family: Kind | None = None
+    """The manifest's family of the model (``sam2``, ``sam3``, ``yolo``); None for a file named by path."""
 
 
 def cache_dir() -> Path:
@@ -76,17 +91,26 @@ def load_manifest() -> dict[str, ManifestEntry]:
     """All named models of `manifest_path`, keyed by name."""
     raw = yaml.safe_load(manifest_path().read_text())
     out: dict[str, ManifestEntry] = {}
-    for kind in ("sam2", "yolo"):
+    for kind in ("sam2", "sam3", "yolo"):
         for name, e in (raw.get(kind) or {}).items():
-            out[name] = ManifestEntry(name=name, kind=kind, config=e["config"], url=e["url"], sha256=e.get("sha256"))
+            out[name] = ManifestEntry(
+                name=name,
+                kind=kind,
+                config=e["config"],
+                url=e["url"],
+                sha256=e.get("sha256"),
+                hub=e.get("hub"),
+                licence=e.get("licence"),
+            )
     return out
 
 
 def _entry(name: str, kind: Kind) -> ManifestEntry:
     manifest = load_manifest()
+    kinds = SEGMENTER_KINDS if kind in SEGMENTER_KINDS else (kind,)
     entry = manifest.get(name)
-    if entry is None or entry.kind != kind:
-        known = ", ".join(sorted(n for n, e in manifest.items() if e.kind == kind))
+    if entry is None or entry.kind not in kinds:
+        known = ", ".join(sorted(n for n, e in manifest.items() if e.kind in kinds))
         raise CheckpointError(
             f"unknown {kind} checkpoint {name!r}: use one of [{known}], 'random:<name>', or a path/URI to a .pt file"
         )
@@ -115,6 +139,58 @@ def _download(entry: ManifestEntry, target: Path) -> None:
             "the config at a local path or URI of the file. For offline runs with random weights use "
             "configs/smoke.yaml."
         ) from exc
+
+
+HUB_HELP = (
+    "request access on its page (https://huggingface.co/{repo}), accept the licence, then log in with "
+    "`hf auth login` or set HF_TOKEN in the environment"
+)
+
+
+def _hub_download(entry: ManifestEntry) -> tuple[Path, str | None]:
+    """The file of a gated hub repository, fetched the way the hub expects: ``huggingface_hub`` with the user's
+    token (``HF_TOKEN`` or ``hf auth login``), resumable, into the hub's shared cache (``HF_HOME``), and from that
+    cache alone under ``HF_HUB_OFFLINE=1``. Returns the file and the sha256 the hub gives it (an LFS file's cache
+    blob is named by it), None when the hub gives none.
+
+    Raises:
+        CheckpointError: No access yet, no token, not in the cache while offline, or no network.
+    """
+    assert entry.hub is not None
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError as exc:  # pragma: no cover - a dependency of sam2flow
+        raise CheckpointError(f"checkpoint {entry.name!r} comes from the model hub: install huggingface_hub") from exc
+    help_ = HUB_HELP.format(repo=entry.hub)
+    try:
+        path = Path(hf_hub_download(entry.hub, entry.filename))
+    except GatedRepoError as exc:
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} is gated on the model hub and this account has no access to {entry.hub}: "
+            f"{help_}"
+        ) from exc
+    except RepositoryNotFoundError as exc:  # what the hub answers a request without a token for a gated repo
+        raise CheckpointError(
+            f"checkpoint {entry.name!r}: {entry.hub} could not be read without access: {help_}"
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        raise CheckpointError(
+            f"checkpoint {entry.name!r} is not in the model hub's cache and cannot be fetched now ({exc}); with "
+            f"network access, {help_}, and run `sam2flow checkpoints fetch {entry.name}`"
+        ) from exc
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {entry.name!r} could not be fetched from {entry.hub} ({exc})") from exc
+    blob = path.resolve().name
+    hub_sha = blob if len(blob) == 64 and all(c in "0123456789abcdef" for c in blob) else None
+    return path, hub_sha
+
+
+def hub_cached(entry: ManifestEntry) -> bool:
+    """Whether a hub entry's file is in the hub's shared cache (nothing is fetched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(entry.hub or "", entry.filename), str)
 
 
 def _verify(path: Path, expected: str | None, label: str) -> tuple[str, bool]:
@@ -194,7 +270,7 @@ def _random(spec: str, kind: Kind, make_random: RandomWriter | None) -> Resolved
         if not path.exists():
             if make_random is None:
                 raise CheckpointError(f"{spec} is not in the cache ({path}); run `sam2flow checkpoints random`")
-            make_random(entry.name, kind, entry.config, path)
+            make_random(entry.name, entry.kind, entry.config, path)
             record_sha256(path)
     digest = storage.sha256_file(path)
     if _recorded_sha256(path) != digest:
@@ -203,7 +279,7 @@ def _random(spec: str, kind: Kind, make_random: RandomWriter | None) -> Resolved
             f"recorded in {path.name}.sha256): it is not loaded. Write it again with "
             "`sam2flow checkpoints random --force`."
         )
-    return ResolvedCheckpoint(spec, path, entry.config, True, digest, True)
+    return ResolvedCheckpoint(spec, path, entry.config, True, digest, True, entry.kind)
 
 
 def _local_path(spec: str) -> Path:
@@ -243,12 +319,16 @@ def resolve(
         return _random(spec, kind, make_random)
     if spec in load_manifest():
         entry = _entry(spec, kind)
+        if entry.hub is not None:
+            path, hub_sha = _hub_download(entry)
+            digest, ok = _verify(path, entry.sha256 or hub_sha, repr(entry.name))
+            return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok, entry.kind)
         path = cache_dir() / Path(entry.url).name
         with _exclusive(path):
             if not path.exists():
                 _download(entry, path)
         digest, ok = _verify(path, entry.sha256, repr(entry.name))
-        return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok)
+        return ResolvedCheckpoint(spec, path, entry.config, False, digest, ok, entry.kind)
     if expected_sha256 is None and not _path_allowed(spec):
         raise CheckpointError(
             f"checkpoint {spec!r} is neither a name from checkpoints/manifest.yaml nor 'random:<name>', and paths are "

@@ -11,6 +11,7 @@ on the CPU; after uploading the uint8 frame, on a GPU. The values are SAM2's own
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,28 +37,38 @@ def square(rgb: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def normalised(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A square uint8 RGB frame as SAM2's input ``(3, S, S)`` float32 on ``device``: on the CPU with OpenCV; elsewhere
-    the uint8 frame is uploaded (a quarter of the bytes) and normalised there."""
+Norm = tuple[tuple[float, float, float], tuple[float, float, float]]
+"""A model's pixel normalisation: per-channel mean and std of 0-1 values."""
+IMAGENET: Norm = (MEAN, STD)
+LOADER_NORM: contextvars.ContextVar[Norm] = contextvars.ContextVar("sam2flow_loader_norm", default=IMAGENET)
+"""The normalisation `init_state` loads frames with: SAM2's, unless the model's predictor sets its own around the
+call (SAM 3's, `sam2flow.models.sam3`)."""
+
+
+def normalised(rgb: np.ndarray, device: torch.device, norm: Norm = IMAGENET) -> torch.Tensor:
+    """A square uint8 RGB frame as the model's input ``(3, S, S)`` float32 on ``device``: on the CPU with OpenCV;
+    elsewhere the uint8 frame is uploaded (a quarter of the bytes) and normalised there."""
+    mean, std = norm
     if device.type == "cpu":
         out = np.empty((3, *rgb.shape[:2]), np.float32)
         for c, plane in enumerate(cv2.split(rgb)):
-            cv2.addWeighted(plane, 1 / (255 * STD[c]), plane, 0, -MEAN[c] / STD[c], dst=out[c], dtype=cv2.CV_32F)
+            cv2.addWeighted(plane, 1 / (255 * std[c]), plane, 0, -mean[c] / std[c], dst=out[c], dtype=cv2.CV_32F)
         return torch.from_numpy(out)
-    return normalised_on(torch.from_numpy(rgb).to(device, non_blocking=True))
+    return normalised_on(torch.from_numpy(rgb).to(device, non_blocking=True), norm)
 
 
 @functools.lru_cache(maxsize=8)
-def _scale_shift(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel, what multiplies a 0-255 value and what is then added (ImageNet normalisation), on ``device``."""
-    scale = torch.tensor([1 / (255 * s) for s in STD], device=device).view(3, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(MEAN, STD)], device=device).view(3, 1, 1)
+def _scale_shift(device: torch.device, norm: Norm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, what multiplies a 0-255 value and what is then added, on ``device``."""
+    mean, std = norm
+    scale = torch.tensor([1 / (255 * s) for s in std], device=device).view(3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], device=device).view(3, 1, 1)
     return scale, shift
 
 
-def normalised_on(rgb: torch.Tensor) -> torch.Tensor:
-    """A square uint8 ``(S, S, 3)`` RGB tensor as SAM2's input, computed on its own device."""
-    scale, shift = _scale_shift(rgb.device)
+def normalised_on(rgb: torch.Tensor, norm: Norm = IMAGENET) -> torch.Tensor:
+    """A square uint8 ``(S, S, 3)`` RGB tensor as the model's input, computed on its own device."""
+    scale, shift = _scale_shift(rgb.device, norm)
     return rgb.permute(2, 0, 1).float().mul_(scale).add_(shift)
 
 
@@ -65,16 +76,17 @@ class Frames:
     """What SAM2's inference state holds as ``images``: ``len`` frames, and frame ``i`` normalised on ``device``
     when SAM2 reads it (``frames[i]``, once per frame it tracks; only the latest frame's features are cached)."""
 
-    def __init__(self, squares: Sequence[np.ndarray], device: torch.device) -> None:
+    def __init__(self, squares: Sequence[np.ndarray], device: torch.device, norm: Norm = IMAGENET) -> None:
         self.squares = tuple(squares)
         """Each frame as uint8 RGB ``(S, S, 3)``."""
         self.device = device
+        self.norm = norm
 
     def __len__(self) -> int:
         return len(self.squares)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return normalised(self.squares[index], self.device)
+        return normalised(self.squares[index], self.device, self.norm)
 
     @property
     def nbytes(self) -> int:
@@ -83,7 +95,7 @@ class Frames:
     def prepend(self, rgb: Sequence[np.ndarray]) -> Frames:
         """These frames with ``rgb`` (any size) put before them."""
         size = self.squares[0].shape[0] if self.squares else 0
-        return Frames([*(square(x, size) for x in rgb), *self.squares], self.device)
+        return Frames([*(square(x, size) for x in rgb), *self.squares], self.device, self.norm)
 
 
 @dataclass(frozen=True)
@@ -94,13 +106,15 @@ class LoadedFrames:
     """The source frame size."""
 
 
-def load_frames(frames_dir: Path, image_size: int, device: torch.device | None = None) -> LoadedFrames:
-    """Every frame of ``frames_dir`` (a frame store or a folder of JPEGs), kept for SAM2 (`Frames`), normalised on
-    ``device`` (the CPU by default) when read."""
+def load_frames(
+    frames_dir: Path, image_size: int, device: torch.device | None = None, norm: Norm = IMAGENET
+) -> LoadedFrames:
+    """Every frame of ``frames_dir`` (a frame store or a folder of JPEGs), kept for the model (`Frames`), normalised
+    with ``norm`` on ``device`` (the CPU by default) when read."""
     reader = FrameReader(frames_dir)
     squares = [square(reader.rgb(i), image_size) for i in range(reader.count)]
     reader.close()
-    return LoadedFrames(Frames(squares, device or torch.device("cpu")), reader.source_height, reader.source_width)
+    return LoadedFrames(Frames(squares, device or torch.device("cpu"), norm), reader.source_height, reader.source_width)
 
 
 def _sam2_loader(
@@ -117,7 +131,7 @@ def _sam2_loader(
     frame is normalised on the model's device."""
     if tuple(img_mean) != MEAN or tuple(img_std) != STD:
         raise ValueError("sam2flow's frame loader normalises with SAM2's default mean and std only")
-    frames = load_frames(Path(video_path), image_size, torch.device(compute_device or "cpu"))
+    frames = load_frames(Path(video_path), image_size, torch.device(compute_device or "cpu"), LOADER_NORM.get())
     return frames.images, frames.height, frames.width
 
 

@@ -42,7 +42,13 @@ def _write_yolo(config: str, tmp: Path) -> None:
     model.save(str(tmp))
 
 
-_WRITERS = {"sam2": _write_sam2, "yolo": _write_yolo}
+def _write_sam3(config: str, tmp: Path) -> None:
+    from sam2flow.models.sam3 import write_random
+
+    write_random(tmp, RANDOM_MARKER)
+
+
+_WRITERS = {"sam2": _write_sam2, "sam3": _write_sam3, "yolo": _write_yolo}
 
 
 def write_random_checkpoint(name: str, kind: str, config: str, path: Path) -> Path:
@@ -50,7 +56,7 @@ def write_random_checkpoint(name: str, kind: str, config: str, path: Path) -> Pa
 
     Args:
         name: Manifest name, for logs.
-        kind: ``"sam2"`` or ``"yolo"``.
+        kind: ``"sam2"``, ``"sam3"`` or ``"yolo"``.
         config: SAM2 Hydra config name or Ultralytics model YAML.
         path: Destination file.
     """

@@ -34,8 +34,40 @@ def image_size_overrides(image_size: int) -> list[str]:
     ]
 
 
+def _build_sam2(
+    checkpoint: ResolvedCheckpoint, device: str, image_size: int | None, compile_model: bool, max_cond: int | None
+) -> Any:
+    from sam2.build_sam import build_sam2_video_predictor
+
+    overrides = image_size_overrides(image_size) if image_size else []
+    if max_cond is not None:  # conditioning frames (references, prompted frames) attended per frame
+        overrides.append(f"++model.max_cond_frames_in_attn={int(max_cond)}")
+    assert checkpoint.config is not None
+    return build_sam2_video_predictor(
+        checkpoint.config,
+        ckpt_path=str(checkpoint.path),
+        device=device,
+        hydra_overrides_extra=overrides,
+        vos_optimized=compile_model,
+    )
+
+
+def _build_sam3(
+    checkpoint: ResolvedCheckpoint, device: str, image_size: int | None, compile_model: bool, max_cond: int | None
+) -> Any:
+    from sam2flow.models import sam3
+
+    if compile_model:
+        raise ValueError("segmenter.compile builds SAM2's compiled predictor; it does not apply to a SAM 3 tracker")
+    predictor = sam3.build_tracker(checkpoint.path, device, image_size)
+    if max_cond is not None:
+        predictor.max_cond_frames_in_attn = int(max_cond)
+    return predictor
+
+
 class Sam2Segmenter:
-    """A SAM2 video predictor built once per worker and reused for every subsequence it is given."""
+    """A video predictor built once per worker and reused for every subsequence it is given: SAM2's, or SAM 3's
+    tracker (`sam2flow.models.sam3`) when the checkpoint is a SAM 3 one; both with SAM2's session methods."""
 
     def __init__(
         self,
@@ -49,11 +81,10 @@ class Sam2Segmenter:
     ) -> None:
         import sam2.sam2_video_predictor as svp
         import sam2.utils.misc as sam2_misc
-        from sam2.build_sam import build_sam2_video_predictor
 
         if checkpoint.config is None:
             raise ValueError(
-                f"checkpoint {checkpoint.spec} has no known SAM2 config: name it in checkpoints/manifest.yaml"
+                f"checkpoint {checkpoint.spec} has no known model config: name it in checkpoints/manifest.yaml"
             )
         # SAM2 draws a tqdm bar per propagation call; sam2flow reports its own progress.
         for module in (svp, sam2_misc):
@@ -62,17 +93,13 @@ class Sam2Segmenter:
         install_frame_loader()  # frames come from sam2flow's frame store, already scaled (see models/frames.py)
         # sam2 1.1.0 from PyPI ships no compiled _C extension: hole filling is skipped, which is harmless.
         warnings.filterwarnings("ignore", message=r"cannot import name '_C'")
-        overrides = image_size_overrides(image_size) if image_size else []
-        if max_cond_frames is not None:  # conditioning frames (references, prompted frames) attended per frame
-            overrides.append(f"++model.max_cond_frames_in_attn={int(max_cond_frames)}")
         self.device = torch.device(device)
-        self.predictor = build_sam2_video_predictor(
-            checkpoint.config,
-            ckpt_path=str(checkpoint.path),
-            device=device,
-            hydra_overrides_extra=overrides,
-            vos_optimized=compile_model,
-        )
+        self.family = checkpoint.family or "sam2"
+        """The tracker: ``sam2``, or ``sam3`` (SAM 3's tracker, `sam2flow.models.sam3`), by the checkpoint."""
+        if self.family == "sam3":
+            self.predictor = _build_sam3(checkpoint, device, image_size, compile_model, max_cond_frames)
+        else:
+            self.predictor = _build_sam2(checkpoint, device, image_size, compile_model, max_cond_frames)
         self.image_size = int(self.predictor.image_size)
         self.precision: precisions.Precision = precisions.resolve(precision, device)
         """What SAM2 computes in here (`sam2flow.models.precision`)."""
@@ -82,7 +109,9 @@ class Sam2Segmenter:
         cache_position_embedding(self.predictor)
         if self._blocked_attention:
             project_values_late(self.predictor)
-        log.info("SAM2 computes in %s", precisions.describe(precision, device))
+        log.info(
+            "%s computes in %s", "SAM 3" if self.family == "sam3" else "SAM2", precisions.describe(precision, device)
+        )
         self.offload_video_to_cpu = offload_video_to_cpu
         p = self.predictor
         # How far back tracking reads: object pointers of the last max_obj_ptrs_in_encoder frames and mask memories
