@@ -127,6 +127,12 @@ class DetectorConfig(_Section):
     classes: Annotated[list[int | str] | None, MASKS] = Field(
         None, description="Class ids or names to keep (e.g. [person, car]); all classes when empty."
     )
+    text: Annotated[list[str] | None, Masks(once_set=True)] = Field(
+        None,
+        description="Find objects named by these phrases (e.g. [person, white mouse]) with SAM 3's concept detector "
+        "instead of YOLO's classes: detector.model must then name a SAM 3 checkpoint (sam3). Each phrase is a class, "
+        "numbered in this order.",
+    )
     confidence: Annotated[float, MASKS] = Field(0.25, gt=0.0, le=1.0, description="Minimum detection confidence.")
     nms_iou: Annotated[float, MASKS] = Field(
         0.7, gt=0.0, le=1.0, description="IoU threshold of the detector's non-maximum suppression."
@@ -146,6 +152,26 @@ class DetectorConfig(_Section):
     duplicate_iou: Annotated[float, MASKS] = Field(
         0.5, gt=0.0, le=1.0, description="A detection whose box overlaps a tracked object this much is not added again."
     )
+
+    @field_validator("text")
+    @classmethod
+    def _phrases(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        phrases = [p.strip() for p in v]
+        if not phrases or any(not p or len(p) > 200 for p in phrases):
+            raise ValueError(
+                "detector.text: give one or more phrases of 1 to 200 characters, e.g. [person, white mouse]"
+            )
+        if len({p.lower() for p in phrases}) != len(phrases):
+            raise ValueError(f"detector.text: a phrase is given twice in {phrases}")
+        return phrases
+
+    @model_validator(mode="after")
+    def _text_or_classes(self) -> DetectorConfig:
+        if self.text and self.classes:
+            raise ValueError("detector.classes and detector.text cannot both be set: text phrases are the classes")
+        return self
 
 
 class FinetuneConfig(_Section):

@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sam2flow.config import ConfigError, PipelineConfig
 from sam2flow.io import access, storage
@@ -117,25 +118,60 @@ def space_needed(info: VideoProbe | None, video: str, cfg: PipelineConfig, worke
     return work, size + 64 * MIB
 
 
-def check_sam2_loadable(ckpt: ResolvedCheckpoint) -> None:
-    """The SAM2 file holds model weights (read as weights only, memory-mapped: nothing is built)."""
+def _read(ckpt: ResolvedCheckpoint) -> dict[str, Any]:
+    """A checkpoint's top-level dict, read as weights only and memory-mapped (nothing is built)."""
     import torch
 
     try:
         data = torch.load(ckpt.path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises several types for damaged archives
         raise CheckpointError(f"checkpoint {ckpt.spec} ({ckpt.path}) cannot be read ({exc}); get it again") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {ckpt.spec} ({ckpt.path}) holds no model weights; give a model checkpoint")
+    return data
+
+
+def _sam3_keys(data: dict[str, Any]) -> list[str]:
+    """The weight names of a SAM 3 file: Meta's are flat, sam2flow's random one nests them under ``model``."""
+    inner = data.get("model")
+    return [str(k) for k in (inner if isinstance(inner, dict) else data)]
+
+
+def check_sam2_loadable(ckpt: ResolvedCheckpoint) -> None:
+    """The segmenter's file holds model weights: a SAM2 ``model`` dict, or SAM 3's tracker weights."""
+    data = _read(ckpt)
     if ckpt.family == "sam3":
-        weights = data.get("model", data) if isinstance(data, dict) else None
-        if not isinstance(weights, dict) or not any(str(k).startswith("tracker.") for k in weights):
+        if not any(k.startswith("tracker.") for k in _sam3_keys(data)):
             raise CheckpointError(
                 f"checkpoint {ckpt.spec} ({ckpt.path}) holds no SAM 3 tracker weights; give a SAM 3 checkpoint"
             )
         return
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+    if not isinstance(data.get("model"), dict):
         raise CheckpointError(
             f"checkpoint {ckpt.spec} ({ckpt.path}) holds no SAM2 'model' weights; give a SAM2 checkpoint"
         )
+
+
+def text_detector_checkpoint(cfg: PipelineConfig) -> ResolvedCheckpoint:
+    """``detector.model`` as the SAM 3 checkpoint whose concept detector finds ``detector.text``'s phrases.
+
+    Raises:
+        CheckpointError: It is not a SAM 3 checkpoint, or holds no detector weights.
+    """
+    from sam2flow.io.checkpoints import load_manifest
+    from sam2flow.models import weights
+
+    name = cfg.detector.model.removeprefix("random:")
+    entry = load_manifest().get(name)
+    if entry is None or entry.kind != "sam3":
+        raise CheckpointError(
+            f"detector.text finds objects with SAM 3's concept detector, but detector.model is {cfg.detector.model!r}: "
+            "set detector.model to sam3 (random:sam3 for random weights)"
+        )
+    ckpt = weights.resolve(cfg.detector.model, "sam3")
+    if not any(k.startswith("detector.backbone.language_backbone.") for k in _sam3_keys(_read(ckpt))):
+        raise CheckpointError(f"detector.model {ckpt.spec} ({ckpt.path}) holds no SAM 3 text detector weights")
+    return ckpt
 
 
 def check_segmenter_settings(cfg: PipelineConfig, ckpt: ResolvedCheckpoint) -> None:
@@ -191,6 +227,10 @@ def check_models(cfg: PipelineConfig) -> Models:
     check_sam2_loadable(sam2)
     check_segmenter_settings(cfg, sam2)
     yolo = None
+    if cfg.detector.enabled and cfg.detector.text:
+        if cfg.finetune.enabled:
+            raise ConfigError("detector.text and finetune.enabled: fine-tuning trains a YOLO detector; use one of them")
+        return Models(sam2, text_detector_checkpoint(cfg))
     if cfg.detector.enabled and not cfg.finetune.enabled:
         from sam2flow.models.detector import resolve_classes
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sam2flow.io.checkpoints import ResolvedCheckpoint
     from sam2flow.models.detector import YoloDetector
     from sam2flow.models.segmenter import Sam2Segmenter
+    from sam2flow.models.text_detector import Sam3TextDetector
 
 from sam2flow.errors import InputError
 
@@ -188,8 +189,19 @@ def segmenter_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: Segmente
     )
 
 
-def detector_on(slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: DetectorConfig) -> YoloDetector:
-    """The worker's YOLO detector for these settings (built on its first use, then kept)."""
+def detector_on(
+    slot: WorkerSlot, checkpoint: ResolvedCheckpoint, cfg: DetectorConfig
+) -> YoloDetector | Sam3TextDetector:
+    """The worker's detector for these settings (built on its first use, then kept): YOLO, or SAM 3's concept
+    detector for ``detector.text``."""
+    if cfg.text:
+        from sam2flow.models.text_detector import Sam3TextDetector
+
+        phrases = tuple(cfg.text)
+        return slot.get(
+            ("sam3-text", checkpoint.sha256, cfg.confidence, cfg.nms_iou, cfg.image_size, phrases),
+            lambda: Sam3TextDetector(checkpoint, slot.device, phrases, cfg.confidence, cfg.nms_iou, cfg.image_size),
+        )
     from sam2flow.models.detector import YoloDetector
 
     return slot.get(

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["sam2", "sam3", "yolo"]
 """A model family of the manifest. The segmenter takes a SAM2 or a SAM 3 checkpoint (`SEGMENTER_KINDS`): a spec
-resolved as ``"sam2"`` may name either, and `ResolvedCheckpoint.family` says which it is."""
+resolved as ``"sam2"`` may name either, and `ResolvedCheckpoint.family` says which it is. ``"sam3"`` asks for a SAM 3
+one only (the text detector's)."""
 SEGMENTER_KINDS: tuple[Kind, ...] = ("sam2", "sam3")
 RandomWriter = Callable[[str, Kind, str, Path], Path]
 """Writes a randomly initialised checkpoint: (manifest name, kind, model config, destination) → destination."""
@@ -107,7 +108,7 @@ def load_manifest() -> dict[str, ManifestEntry]:
 
 def _entry(name: str, kind: Kind) -> ManifestEntry:
     manifest = load_manifest()
-    kinds = SEGMENTER_KINDS if kind in SEGMENTER_KINDS else (kind,)
+    kinds = SEGMENTER_KINDS if kind == "sam2" else (kind,)
     entry = manifest.get(name)
     if entry is None or entry.kind not in kinds:
         known = ", ".join(sorted(n for n, e in manifest.items() if e.kind in kinds))

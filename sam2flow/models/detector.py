@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -107,12 +108,22 @@ def resolve_classes(classes: Sequence[int | str], names: dict[int, str]) -> list
     return out
 
 
+class ImageDetector(Protocol):
+    """What finds objects on one image: YOLO (`YoloDetector`) or SAM 3's concept detector
+    (`sam2flow.models.text_detector.Sam3TextDetector`)."""
+
+    names: dict[int, str]
+    image_size: int
+
+    def __call__(self, image: Path | np.ndarray) -> Detections: ...
+
+
 class StoredFrameDetector:
     """A detector on the pipeline's frame store (`sam2flow.io.frames`), called as `segment_subsequence` calls one:
     with ``frames_dir/<local frame>.jpg``. It detects on that frame at the detector's own input size (in the source's
     aspect ratio) and returns boxes in source pixels."""
 
-    def __init__(self, detector: YoloDetector) -> None:
+    def __init__(self, detector: ImageDetector) -> None:
         self.detector = detector
         self.names = detector.names
 

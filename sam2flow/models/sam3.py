@@ -66,7 +66,7 @@ def tracker_class() -> type:
     return type("Sam3VideoTracker", (SAM3Model,), session)
 
 
-class _KeyRecorder:
+class KeyRecorder:
     """Stands in for the model in Ultralytics' checkpoint loader to learn which parameters a file provides."""
 
     def __init__(self) -> None:
@@ -81,7 +81,7 @@ def missing_weights(model: torch.nn.Module, path: Path) -> list[str]:
     (its loader ignores missing keys, so a wrong file would otherwise leave a randomly initialised tracker)."""
     from ultralytics.models.sam.build_sam3 import _load_checkpoint
 
-    recorder = _KeyRecorder()
+    recorder = KeyRecorder()
     _load_checkpoint(recorder, str(path), interactive=True)
     return sorted(k for k in model.state_dict() if k not in recorder.keys)
 
@@ -132,13 +132,21 @@ def official_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def write_random(tmp: Path, marker: str) -> None:
-    """A randomly initialised SAM 3 tracker built by Ultralytics' builder, saved in Meta's key layout."""
-    from ultralytics.models.sam.build_sam3 import build_interactive_sam3
+    """A randomly initialised SAM 3 (the concept detector and the tracker, sharing one vision backbone as in Meta's
+    files), built by Ultralytics' builders and saved in Meta's key layout."""
+    from ultralytics.models.sam.build_sam3 import build_interactive_sam3, build_sam3_image_model
 
     empty = tmp.with_name(tmp.name + ".empty")
     torch.save({"model": {}}, empty)
-    try:
-        model = build_interactive_sam3(str(empty))  # nothing to load: the builder's random initialisation
+    try:  # nothing to load: the builders' random initialisation
+        detector = build_sam3_image_model(str(empty))
+        tracker = build_interactive_sam3(str(empty))
     finally:
         empty.unlink(missing_ok=True)
-    torch.save({"model": official_layout(model.state_dict()), marker: True}, tmp)
+    with torch.no_grad():  # parameters the builder leaves uninitialised (the text encoder's position embedding)
+        for param in detector.parameters():
+            if not torch.isfinite(param).all():
+                torch.nn.init.normal_(param, std=0.01)  # as CLIP initialises its position embedding
+    state = {f"detector.{k}": v for k, v in detector.state_dict().items()}
+    state.update(official_layout(tracker.state_dict()))  # the shared vision backbone: the tracker's draw
+    torch.save({"model": state, marker: True}, tmp)
