@@ -14,6 +14,8 @@ _STATE = Path(tempfile.mkdtemp(prefix="sam2flow-tests-"))
 os.environ.setdefault("SAM2FLOW_CACHE", str(_STATE / "cache"))
 os.environ["YOLO_CONFIG_DIR"] = str(_STATE / "ultralytics")
 os.environ["YOLO_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_STATE / "huggingface")  # the model hub's cache: empty, and never fetched into
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "sam2flow"

@@ -175,6 +175,11 @@ def test_the_token_is_required_and_kept_in_a_cookie(studio: StudioProcess) -> No
         ("/api/track", {"path": "ROOT/clip.mp4", "stop": 5, "prompts": [{"frame": 0}]}, "at least one point or box"),
         ("/api/track", {"path": "ROOT/clip.mp4", "stop": 5, "prompts": [{"box": [1, 1, 9, 9]}]}, "prompts.0.frame"),
         ("/api/rerun", {"path": 3}, "body.path"),
+        ("/api/find", {"path": "ROOT/clip.mp4", "text": []}, "body.text"),
+        ("/api/find", {"path": "ROOT/clip.mp4", "text": [""]}, "body.text.0"),
+        ("/api/find", {"path": "ROOT/clip.mp4", "text": "person"}, "body.text"),
+        ("/api/find", {"path": "ROOT/clip.mp4", "frame": -3, "text": ["person"]}, "body.frame"),
+        ("/api/save", {"video": "ROOT/clip.mp4", "dest": "ROOT/a.yaml", "text": ["x" * 201]}, "body.text.0"),
     ],
 )
 def test_bad_bodies_are_4xx_naming_the_field(studio: StudioProcess, root: Path, url: str, body: object,
@@ -222,13 +227,13 @@ def test_a_stopped_studio_leaves_nothing_behind(root: Path, tmp_path: Path, sig:
 
 def test_the_new_endpoints_refuse_a_foreign_host_a_foreign_origin_and_no_token(studio: StudioProcess,
                                                                                 root: Path) -> None:  # fmt: skip
-    """Track, run again, media, run masks and saved configs pass the same guard: 403 for a foreign Host, for a
+    """Track, run again, find, media, run masks and saved configs pass the same guard: 403 for a foreign Host, for a
     cross-site post and without the token, and nothing runs or is written."""
     import httpx
 
     clip = str(root / "clip.mp4")
     posts = (("/api/track", {"path": clip, "stop": 2, "prompts": [{"frame": 0, "box": [1, 1, 9, 9]}]}),
-             ("/api/rerun", {"path": str(root)}))  # fmt: skip
+             ("/api/rerun", {"path": str(root)}), ("/api/find", {"path": clip, "text": ["person"]}))  # fmt: skip
     gets = (("/api/media", {"path": clip}), ("/api/runmasks", {"path": str(root), "stop": 2}),
             ("/api/config", {"path": str(root / "x.yaml")}))  # fmt: skip
     bare = httpx.Client(base_url=studio.url)
@@ -241,3 +246,11 @@ def test_the_new_endpoints_refuse_a_foreign_host_a_foreign_origin_and_no_token(s
         assert bare.get(url, params=params).status_code == 403, url
     bare.close()
     assert not list(studio.tmp.rglob("rerun-*.yaml")), "no run was started"
+
+
+def test_find_without_sam3_weights_says_how_to_get_them(studio: StudioProcess, root: Path) -> None:
+    """Find on a studio whose config names no SAM 3 model looks for `sam3`; offline and not in the hub's cache, the
+    answer is a 4xx saying how to get the gated weights, not a 500."""
+    r = studio.client.post("/api/find", json={"path": str(root / "clip.mp4"), "text": ["person"]})
+    assert 400 <= r.status_code < 500, r.text
+    assert "huggingface.co/facebook/sam3" in r.json()["detail"] and "HF_TOKEN" in r.json()["detail"]

@@ -1,6 +1,7 @@
 """The studio's pages used as a person uses them, in Debian's Chromium: prompting (object ids and their colours,
 names, zones, undo/redo, shortcuts, a saved config loaded back, Track in the page), Save and run, the review page's
-player and corrections, and a correction run again. Models are the smoke config's random SAM2 at 256 px."""
+player and corrections, a correction run again, and Find by words. Models are the smoke config's random SAM2 at 256 px
+and, for Find, a random SAM 3 at 336 px."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.studio_server import StudioProcess, local_studio, not_blank, studio_clip
+from tests.studio_server import STUDIO_BASE, StudioProcess, local_studio, not_blank, studio_clip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RIGHT, LEFT = [250, 150, 290, 190], [20, 60, 70, 110]  # the two squares' boxes on frame 0 (green right, red left)
@@ -336,3 +337,55 @@ def test_review_page_plays_the_video_with_masks_and_edits_corrections(page: Any,
     assert [t["track_id"] for t in pq.read_table(run / "tracks.parquet").to_pylist()] == [1]
     assert page.get_attribute("canvas", "data-tracks") == "1" and not page.is_visible("#tracks .track.sel")
     assert yaml.safe_load((run / "corrections.yaml").read_text()) == {"delete": [2]}
+
+
+@pytest.mark.slow
+def test_find_by_words_adds_objects_and_saves_the_phrases(browser: Any, root: Path, tmp_path: Path) -> None:
+    """Find by words: the phrases typed go to SAM 3's concept detector (random weights, real tokenizer) for the frame
+    on screen; the boxes it finds are drawn on the canvas, become objects named by their phrase with one click, and
+    Save writes them as box prompts with ``detector.text`` (and the SAM 3 model) when asked to find them in runs."""
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    sets = [*STUDIO_BASE, "detector.model=random:sam3", "detector.image_size=336", "detector.confidence=0.1"]
+    server = StudioProcess(["--root", str(root), "--config", str(smoke), *[a for s in sets for a in ("--set", s)],
+                            "--local"], tmp_path / "t")  # fmt: skip
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/?token={server.token}")
+        shutil.copy(root / "clip.mp4", root / "words.mp4")
+        page.goto(f"{server.url}/prompt?video={root / 'words.mp4'}")
+        page.wait_for_selector("canvas[data-ready='1']")
+        _go(page, 4)
+        page.fill("#phrases", "red square, green square")
+        page.click("#find")
+        page.wait_for_selector("canvas[data-found]", timeout=180_000)
+        assert page.inner_text("#status").startswith("found "), page.inner_text("#status")
+        found = page.evaluate("found")
+        n = len(found["boxes"])
+        assert n > 0 and found["frame"] == 4 and set(found["classes"]) <= {"red square", "green square"}
+        assert page.inner_text("#found").split(", ")[0].split(" ")[0] in ("red", "green")
+        # The found boxes are drawn: dashed yellow outlines and labels (no yellow in the clip itself).
+        yellow = """() => { const d = ctx.getImageData(0, 0, cv.width, cv.height).data; let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] > 200 && d[i + 2] < 80) n++; return n; }"""
+        assert page.evaluate(yellow) > 20 * n
+        page.click("#addFound")
+        assert page.evaluate("found") is None and page.inner_text("#found") == ""  # now the objects' own boxes
+        assert page.evaluate("objects.length") == 1 + n
+        names = page.evaluate("objects.slice(1).map(o => o.name)")
+        assert names == found["classes"]
+        assert page.evaluate("objects.slice(1).map(o => o.prompts[4].box)") == found["boxes"]
+        page.check("#useText")
+        page.fill("#dest", str(root / "words.yaml"))
+        page.click("#save")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('saved')")
+        saved = yaml.safe_load((root / "words.yaml").read_text())
+        assert saved["detector"]["text"] == ["red square", "green square"]
+        assert saved["detector"]["model"] == "random:sam3" and saved["detector"]["enabled"] is True
+        boxes = [p for p in saved["prompts"] if p.get("box")]
+        assert [p["class_name"] for p in boxes] == found["classes"] and all(p["frame"] == 4 for p in boxes)
+        assert errors == []
+    finally:
+        context.close()
+        server.stop()

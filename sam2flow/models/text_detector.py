@@ -77,8 +77,9 @@ class Sam3TextDetector:
     ) -> None:
         from ultralytics.models.sam import SAM3SemanticPredictor
 
-        self.phrases = [str(p) for p in phrases]
-        self.names: dict[int, str] = dict(enumerate(self.phrases))
+        self.phrases: list[str] = []
+        self.names: dict[int, str] = {}
+        self.use(phrases)
         self.image_size = image_size
         overrides = {"model": str(checkpoint.path), "imgsz": image_size, "conf": confidence, "iou": nms_iou,
                      "device": device, "verbose": False, "save": False}  # fmt: skip
@@ -93,6 +94,11 @@ class Sam3TextDetector:
             )
         self.predictor.model.backbone.language_backbone.tokenizer = ClipTokenizer()
         self(np.zeros((image_size, image_size, 3), np.uint8))  # set up the predictor and the phrases' embeddings
+
+    def use(self, phrases: Sequence[str]) -> None:
+        """Look for these phrases from now on (the studio's Find changes them; the model stays loaded)."""
+        self.phrases = [str(p) for p in phrases]
+        self.names = dict(enumerate(self.phrases))
 
     def __call__(self, image: Path | np.ndarray) -> Detections:
         """Find the phrases' objects on one image (a file path or an RGB array); boxes in its pixels."""

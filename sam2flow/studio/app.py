@@ -144,6 +144,11 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
                 "masks": [rle.encode(m) for m in masks], "boxes": [views.box_of(m) for m in masks],
                 "overlay": views.overlay(masks, ids)}  # fmt: skip
 
+    @app.post("/api/find")
+    def find(body: bodies.FindRequest) -> dict[str, Any]:
+        v, info = studio.video(body.path)
+        return studio.finder.find(views.frame_image(v, info, body.frame), list(body.text))
+
     @app.post("/api/track")
     def track(body: bodies.TrackRequest) -> StreamingResponse:
         from sam2flow.studio.track import TrackPrompt, track_lines
@@ -166,7 +171,7 @@ def _video_routes(app: FastAPI, studio: Studio) -> None:
 
     @app.post("/api/save")
     def save(body: bodies.SaveRequest) -> dict[str, Any]:
-        return studio.save_config(studio.roots.check(body.video), body.dest, body.prompts, body.zones)
+        return studio.save_config(studio.roots.check(body.video), body.dest, body.prompts, body.zones, body.text)
 
     @app.post("/api/run")
     def run(body: bodies.RunRequest) -> dict[str, Any]:

@@ -72,6 +72,17 @@ class PreviewRequest(_Body):
     objects: list[PreviewObject] = Field(default_factory=list, max_length=200)
 
 
+Phrase = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FindRequest(_Body):
+    """Find what these phrases name on one frame, with SAM 3's concept detector."""
+
+    path: Path
+    frame: FrameNumber = 0
+    text: list[Phrase] = Field(min_length=1, max_length=16)
+
+
 class SaveRequest(_Body):
     """Write the base config with these prompts and zones to ``dest``."""
 
@@ -79,6 +90,8 @@ class SaveRequest(_Body):
     dest: Path
     prompts: list[ManualPrompt] = Field(default_factory=list)
     zones: list[Zone] = Field(default_factory=list)
+    text: list[Phrase] | None = Field(None, max_length=16)
+    """Phrases the saved config's detector finds with SAM 3 (``detector.text``); None keeps the base's detector."""
 
 
 class RunRequest(_Body):

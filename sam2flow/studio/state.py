@@ -25,6 +25,7 @@ from sam2flow.readers.run import Run
 from sam2flow.stages.stitch import corrections
 from sam2flow.stages.stitch.corrections import Corrections
 from sam2flow.studio import runs
+from sam2flow.studio.find import Finder, text_model
 from sam2flow.studio.preview import Previewer
 from sam2flow.studio.roots import Roots
 
@@ -54,6 +55,7 @@ class Studio:
         self.logs = self.scratch / "logs"
         self.logs.mkdir(parents=True)
         self.previewer = Previewer(base, self.scratch / "preview", device)
+        self.finder = Finder(base, device)
         self.runs: dict[str, _Started] = {}
         self._starting = threading.Lock()
 
@@ -87,25 +89,30 @@ class Studio:
         """A saved config's prompts and zones, for the prompt page to show (``exists`` false when there is none)."""
         target = self.roots.check(path)
         if not Path(target).is_file():
-            return {"path": target, "exists": False, "prompts": [], "zones": []}
+            return {"path": target, "exists": False, "prompts": [], "zones": [], "text": None}
         cfg = load_config(target)
         return {"path": target, "exists": True, "prompts": [p.model_dump(mode="json") for p in cfg.prompts],
-                "zones": [z.model_dump(mode="json") for z in cfg.zones.regions]}  # fmt: skip
+                "zones": [z.model_dump(mode="json") for z in cfg.zones.regions], "text": cfg.detector.text}  # fmt: skip
 
-    def save_config(self, video: str, dest: str, prompts: list[ManualPrompt], zones: list[Zone]) -> dict[str, Any]:
+    def save_config(
+        self, video: str, dest: str, prompts: list[ManualPrompt], zones: list[Zone], text: list[str] | None = None
+    ) -> dict[str, Any]:
         target = self.roots.check(dest)
         if not target.endswith((".yaml", ".yml")):
             raise InputError(f"{dest}: a config file name ends in .yaml")
         regions = [z.model_dump(mode="json") for z in zones]
         data = {**self.base_data, "prompts": [p.model_dump(mode="json", exclude_none=True) for p in prompts],
                 "zones": {**self.base_data.get("zones", {}), "regions": regions}}  # fmt: skip
+        if text:  # the detector finds these phrases with SAM 3 in runs of this config
+            detector = {k: v for k, v in self.base_data.get("detector", {}).items() if k != "classes"}
+            data["detector"] = {**detector, "enabled": True, "text": text, "model": text_model(self.base)}
         try:
             PipelineConfig.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, dest)) from exc
-        text = f"# sam2flow config for {video}, made with `sam2flow studio`\n" + yaml.safe_dump(data, sort_keys=False)
-        storage.write_bytes(target, text.encode())
-        return {"path": target, "yaml": text}
+        body = f"# sam2flow config for {video}, made with `sam2flow studio`\n" + yaml.safe_dump(data, sort_keys=False)
+        storage.write_bytes(target, body.encode())
+        return {"path": target, "yaml": body}
 
     def start_run(self, video: str, config: str, out: str) -> dict[str, Any]:
         """Start a run, unless one of the same video into the same output folder is still going.
