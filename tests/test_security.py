@@ -101,6 +101,24 @@ def test_planted_sam2_random_checkpoint_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_sam3_files_may_name_no_code_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ultralytics' SAM 3 loader unpickles with weights_only=False, so a SAM 3 checkpoint is scanned first like a
+    SAM2 one: a file naming code is refused before any loader sees it, even with a matching recorded sha256, and so
+    is a file naming Ultralytics' model classes (allowed in YOLO files, never in SAM 3's)."""
+    from sam2flow.io.checkpoints import record_sha256
+    from sam2flow.models.weights import resolve, unsafe_names
+
+    monkeypatch.setenv("SAM2FLOW_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    planted = write_malicious_checkpoint(tmp_path / "cache" / "checkpoints" / "random" / "sam3.pt", marker)
+    record_sha256(planted)  # as if the attacker could also write the sidecar
+    for kind in ("sam2", "sam3"):  # the segmenter's resolution and the text detector's
+        with pytest.raises(CheckpointError, match="could run code"):
+            resolve("random:sam3", kind)  # type: ignore[arg-type]
+    assert not marker.exists()
+    assert unsafe_names(resolve("random:yolo11n", "yolo").path, "sam3") != []
+
+
 def test_checkpoint_paths_need_the_operators_permission(tmp_path: Path) -> None:
     """A config alone cannot point a run at an arbitrary file: without --checkpoint-dir (or SAM2FLOW_CHECKPOINT_DIRS)
     a path is refused, saying how to allow it."""

@@ -3,7 +3,7 @@
 
 A PyTorch checkpoint is a pickle, and unpickling runs whatever code it names. SAM2's loader already reads weights
 only (``torch.load(weights_only=True)``); Ultralytics' does not unless asked. So every checkpoint is first scanned:
-its pickle may name only model classes of torch and Ultralytics (the SAM2 ones none at all), else it is refused
+its pickle may name only model classes of torch and Ultralytics (the SAM2 and SAM 3 ones none at all), else it is refused
 unread. Then Ultralytics loads YOLO files in its safe mode (``weights_only=True`` against its allow-list).
 """
 
@@ -38,7 +38,7 @@ def unsafe_names(path: Path, kind: Kind) -> list[str]:
             f"checkpoint {path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); it may be "
             "truncated or corrupt: download or copy it again"
         ) from exc
-    if kind == "sam2":
+    if kind != "yolo":  # SAM2 and SAM 3 files are plain state dicts: nothing to import at all
         return list(names)
     return [n for n in names if not n.startswith(MODEL_MODULES)]
 
@@ -65,7 +65,7 @@ def resolve(spec: str, kind: Kind, expected_sha256: str | None = None) -> Resolv
 
     Args:
         spec: The checkpoint spec.
-        kind: ``"sam2"`` or ``"yolo"``.
+        kind: ``"sam2"`` (the segmenter's: SAM2 or SAM 3), ``"sam3"`` (SAM 3 only) or ``"yolo"``.
         expected_sha256: For a file sam2flow wrote itself (a fine-tuned detector), the sha256 recorded then.
 
     Raises:
