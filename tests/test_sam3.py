@@ -230,9 +230,10 @@ def test_text_detector_reads_the_phrases(tmp_path: Path) -> None:
 
     ckpt = weights.resolve("random:sam3", "sam3")
     image = cv2.cvtColor(_frames(tmp_path / "frames", 1)[0], cv2.COLOR_BGR2RGB)[:240]  # 240×336
+    det = Sam3TextDetector(ckpt, "cpu", ["person", "white mouse"], 0.1, 0.7, SIZE)
     found = {}
     for phrases in (["person", "white mouse"], ["red block"]):
-        det = Sam3TextDetector(ckpt, "cpu", phrases, 0.1, 0.7, SIZE)
+        det.use(phrases)  # as the studio's Find does: the model stays loaded, the phrases change
         assert det.names == dict(enumerate(phrases))
         found[phrases[0]] = d = det(image)
         assert len(d) > 0 and set(d.class_names) <= set(phrases)
