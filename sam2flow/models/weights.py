@@ -2,9 +2,10 @@
 ``random:<name>`` checkpoints generated from the real model configs, and every file checked before it is unpickled.
 
 A PyTorch checkpoint is a pickle, and unpickling runs whatever code it names. SAM2's loader already reads weights
-only (``torch.load(weights_only=True)``); Ultralytics' does not unless asked. So every checkpoint is first scanned:
-its pickle may name only model classes of torch and Ultralytics (the SAM2 and SAM 3 ones none at all), else it is refused
-unread. Then Ultralytics loads YOLO files in its safe mode (``weights_only=True`` against its allow-list).
+only (``torch.load(weights_only=True)``); Ultralytics' does not unless asked (its SAM 3 loader never does). So every
+checkpoint is first scanned: its pickle may name only model classes of torch and Ultralytics (the SAM2 and SAM 3 ones
+none at all), else it is refused unread. Then Ultralytics loads YOLO files in its safe mode (``weights_only=True``
+against its allow-list).
 """
 
 from __future__ import annotations
